@@ -1,0 +1,522 @@
+// Package config loads the one TOML file every mailtel process reads.
+//
+// The file is a superset of Stalwart's telemetry settings, so an operator
+// can paste theirs: `[tracing.level]` overrides, `[tracer.<id>]` loggers,
+// `[webhook.<id>]` webhooks and `[metrics.prometheus]`; plus mailtel's own
+// `[nats]`, `[streams]`, `[publisher]`, `[router]`, `[sinks]` and `[logging]`
+// sections. Top-level sections mailtel does not know (a pasted `[server]`,
+// say) are ignored; unknown keys inside the sections it knows are errors.
+//
+// Load parses and validates; Validate reports every error at once, each
+// naming its key path ("webhook.siem.url: ...").
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/mailtel/mailtel/catalog"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Tracing   Tracing             `toml:"tracing"`
+	Tracers   map[string]*Tracer  `toml:"tracer"`
+	Webhooks  map[string]*Webhook `toml:"webhook"`
+	Metrics   Metrics             `toml:"metrics"`
+	NATS      NATS                `toml:"nats"`
+	Streams   Streams             `toml:"streams"`
+	Publisher Publisher           `toml:"publisher"`
+	Router    Router              `toml:"router"`
+	Sinks     SinksSection        `toml:"sinks"`
+	Logging   Logging             `toml:"logging"`
+
+	// Levels is the compiled `[tracing.level]` table (set by Load/Default).
+	Levels *catalog.Levels `toml:"-"`
+	// Path is the file the configuration came from ("" for Default).
+	Path string `toml:"-"`
+}
+
+// Tracing is Stalwart's `[tracing]` section. `[tracing.level]` maps event
+// ids to levels; both `"auth.success" = "debug"` and the dotted form
+// `auth.success = "debug"` are accepted.
+type Tracing struct {
+	Level map[string]any `toml:"level"`
+	// Overrides is Level flattened and parsed.
+	Overrides map[string]catalog.Level `toml:"-"`
+}
+
+// Tracer is a Stalwart `[tracer.<id>]` logger.
+type Tracer struct {
+	Type           string   `toml:"type"` // log, console, stdout
+	Enable         *bool    `toml:"enable"`
+	Level          string   `toml:"level"`
+	DisabledEvents []string `toml:"disabled-events"`
+	Events         []string `toml:"events"`
+	EventsPolicy   string   `toml:"events-policy"` // include (default when events is set) or exclude
+	Path           string   `toml:"path"`
+	Prefix         string   `toml:"prefix"`
+	Rotate         string   `toml:"rotate"` // daily, hourly, never
+	Format         string   `toml:"format"` // json or text
+	Ansi           bool     `toml:"ansi"`
+	Multiline      bool     `toml:"multiline"`
+	Lossy          bool     `toml:"lossy"` // accepted for Stalwart compatibility; mailtel never drops
+	// Buffered is accepted for Stalwart compatibility.
+	Buffered any `toml:"buffered"`
+}
+
+// Webhook is a Stalwart `[webhook.<id>]` receiver.
+type Webhook struct {
+	Enable            *bool             `toml:"enable"`
+	URL               string            `toml:"url"`
+	Events            []string          `toml:"events"`
+	EventsPolicy      string            `toml:"events-policy"`
+	SignatureKey      string            `toml:"signature-key"`
+	Headers           map[string]string `toml:"headers"`
+	Auth              BasicAuth         `toml:"auth"`
+	Timeout           Duration          `toml:"timeout"`
+	Throttle          Duration          `toml:"throttle"`
+	BatchSize         int               `toml:"batch-size"`
+	Concurrency       int               `toml:"concurrency"`
+	AllowInvalidCerts bool              `toml:"allow-invalid-certs"`
+	Lossy             bool              `toml:"lossy"` // accepted; mailtel never drops, see discard-after
+	DiscardAfter      Duration          `toml:"discard-after"`
+	MaxBackoff        Duration          `toml:"max-backoff"`
+}
+
+// BasicAuth is Stalwart's `auth.username` / `auth.secret` pair; a secret
+// without a username is sent as a bearer token.
+type BasicAuth struct {
+	Username string `toml:"username"`
+	Secret   string `toml:"secret"`
+}
+
+// Metrics is the `[metrics]` section.
+type Metrics struct {
+	Prometheus     Prometheus `toml:"prometheus"`
+	DisabledEvents []string   `toml:"disabled-events"`
+	// OpenTelemetry is accepted (and ignored) so a pasted Stalwart section loads.
+	OpenTelemetry any `toml:"open-telemetry"`
+}
+
+// Prometheus is `[metrics.prometheus]`.
+type Prometheus struct {
+	Enable        bool      `toml:"enable"`
+	Listen        string    `toml:"listen"`
+	Auth          BasicAuth `toml:"auth"`
+	StalwartNames bool      `toml:"stalwart-names"`
+}
+
+// NATS is `[nats]`: where the pipeline's NATS server is.
+type NATS struct {
+	// URL is a comma-separated server list; empty means the router starts an
+	// embedded server on Listen and the other processes connect to it.
+	URL         string `toml:"url"`
+	Listen      string `toml:"listen"`
+	StoreDir    string `toml:"store-dir"`
+	Credentials string `toml:"credentials"`
+	User        string `toml:"user"`
+	Password    string `toml:"password"`
+	Token       string `toml:"token"`
+	TLS         TLS    `toml:"tls"`
+	Name        string `toml:"name"`
+}
+
+// TLS holds client TLS files.
+type TLS struct {
+	CA   string `toml:"ca"`
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// Streams is `[streams]`: names and limits of the three streams.
+type Streams struct {
+	Events     string   `toml:"events"`
+	Routed     string   `toml:"routed"`
+	DLQ        string   `toml:"dlq"`
+	Replicas   int      `toml:"replicas"`
+	MaxAge     Duration `toml:"max-age"`
+	MaxBytes   Size     `toml:"max-bytes"`
+	Duplicates Duration `toml:"duplicates"`
+}
+
+// Publisher is `[publisher]`.
+type Publisher struct {
+	Listen       string `toml:"listen"`
+	MaxBody      Size   `toml:"max-body"`
+	MaxInFlight  int    `toml:"max-in-flight"`
+	Token        string `toml:"token"`
+	User         string `toml:"user"`
+	Password     string `toml:"password"`
+	SignatureKey string `toml:"signature-key"`
+	Host         string `toml:"host"`
+}
+
+// Router is `[router]`.
+type Router struct {
+	Workers  int      `toml:"workers"`
+	Batch    int      `toml:"batch"`
+	Consumer string   `toml:"consumer"`
+	AckWait  Duration `toml:"ack-wait"`
+	HTTP     string   `toml:"http"`
+}
+
+// SinksSection is `[sinks]`: settings shared by every sink consumer.
+type SinksSection struct {
+	Batch      int      `toml:"batch"`
+	MaxDeliver int      `toml:"max-deliver"`
+	AckWait    Duration `toml:"ack-wait"`
+	HTTP       string   `toml:"http"`
+}
+
+// Logging is `[logging]`: the processes' own logs.
+type Logging struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"` // console or json
+}
+
+// Default returns the configuration of an empty file.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	c.Levels = catalog.NewLevels(nil)
+	return c
+}
+
+// Load reads, parses and validates the file at path. An empty path returns
+// Default(). The error lists every problem found.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse parses and validates a configuration document.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	var errs []error
+	for _, k := range md.Undecoded() {
+		if knownSection(k) && !inFreeForm(k) {
+			errs = append(errs, fmt.Errorf("%s: unknown key", k))
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+var sections = map[string]bool{"tracing": true, "tracer": true, "webhook": true, "metrics": true,
+	"nats": true, "streams": true, "publisher": true, "router": true, "sinks": true, "logging": true}
+
+func knownSection(k toml.Key) bool { return len(k) > 0 && sections[k[0]] }
+
+// inFreeForm reports keys that are decoded into `any` on purpose.
+func inFreeForm(k toml.Key) bool {
+	return len(k) >= 2 && ((k[0] == "tracing" && k[1] == "level") ||
+		(k[0] == "metrics" && k[1] == "open-telemetry") ||
+		(k[0] == "tracer" && len(k) >= 3 && k[2] == "buffered"))
+}
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	def(&c.NATS.Listen, "127.0.0.1:4222")
+	def(&c.NATS.StoreDir, "./data")
+	def(&c.NATS.Name, "mailtel")
+	def(&c.Streams.Events, "EVENTS")
+	def(&c.Streams.Routed, "ROUTED")
+	def(&c.Streams.DLQ, "DLQ")
+	defInt(&c.Streams.Replicas, 1)
+	if c.Streams.MaxAge == 0 {
+		c.Streams.MaxAge = Duration(7 * 24 * time.Hour)
+	}
+	if c.Streams.Duplicates == 0 {
+		c.Streams.Duplicates = Duration(10 * time.Minute)
+	}
+	def(&c.Publisher.Listen, "127.0.0.1:8025")
+	if c.Publisher.MaxBody == 0 {
+		c.Publisher.MaxBody = 8 << 20
+	}
+	defInt(&c.Publisher.MaxInFlight, 4096)
+	defInt(&c.Router.Workers, 2)
+	defInt(&c.Router.Batch, 500)
+	def(&c.Router.Consumer, "router")
+	if c.Router.AckWait == 0 {
+		c.Router.AckWait = Duration(30 * time.Second)
+	}
+	def(&c.Router.HTTP, "127.0.0.1:9101")
+	defInt(&c.Sinks.Batch, 500)
+	defInt(&c.Sinks.MaxDeliver, 10)
+	if c.Sinks.AckWait == 0 {
+		c.Sinks.AckWait = Duration(60 * time.Second)
+	}
+	def(&c.Sinks.HTTP, "127.0.0.1:9102")
+	def(&c.Metrics.Prometheus.Listen, "127.0.0.1:9100")
+	def(&c.Logging.Level, "info")
+	def(&c.Logging.Format, "console")
+	for _, t := range c.Tracers {
+		if t == nil {
+			continue
+		}
+		def(&t.Level, "info")
+		def(&t.Rotate, "daily")
+		def(&t.Prefix, "mailtel")
+		def(&t.Format, "json")
+		if len(t.Events) > 0 {
+			def(&t.EventsPolicy, "include")
+		}
+	}
+	for _, w := range c.Webhooks {
+		if w == nil {
+			continue
+		}
+		if w.Timeout == 0 {
+			w.Timeout = Duration(30 * time.Second)
+		}
+		if w.Throttle == 0 {
+			w.Throttle = Duration(time.Second)
+		}
+		defInt(&w.BatchSize, 100)
+		defInt(&w.Concurrency, 4)
+		if w.MaxBackoff == 0 {
+			w.MaxBackoff = Duration(5 * time.Minute)
+		}
+		def(&w.EventsPolicy, "include")
+	}
+}
+
+// Validate checks the whole configuration and returns every error found,
+// joined, each prefixed with its key path. On success it compiles the
+// `[tracing.level]` overrides into c.Levels.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+
+	raw := map[string]string{}
+	flattenLevels("", c.Tracing.Level, raw, func(path string) { add("tracing.level."+path, "want a level name") })
+	ov, lerrs := catalog.ParseOverrides(raw)
+	errs = append(errs, lerrs...)
+	for id := range ov {
+		if !ValidEventID(id) {
+			add("tracing.level."+id, "not an event id (want category.event)")
+		}
+	}
+	c.Tracing.Overrides = ov
+	c.Levels = catalog.NewLevels(ov)
+
+	names := map[string]string{}
+	claim := func(name, path string) {
+		if !validSinkName(name) {
+			add(path, "sink name %q must be made of letters, digits, '-' and '_'", name)
+		}
+		if prev, ok := names[name]; ok {
+			add(path, "sink name %q is already used by %s", name, prev)
+			return
+		}
+		names[name] = path
+	}
+	for _, id := range sortedKeys(c.Tracers) {
+		t, p := c.Tracers[id], "tracer."+id
+		if t == nil || (t.Enable != nil && !*t.Enable) {
+			continue
+		}
+		claim(id, p)
+		switch t.Type {
+		case "log":
+			if t.Path == "" {
+				add(p+".path", "required for a log tracer")
+			}
+		case "console", "stdout":
+		case "":
+			add(p+".type", "required (log, console or stdout)")
+		default:
+			add(p+".type", "unsupported tracer type %q (mailtel supports log, console, stdout; set enable = false to keep it in the file)", t.Type)
+		}
+		if _, err := catalog.ParseLevel(t.Level); err != nil {
+			add(p+".level", "%v", err)
+		}
+		switch t.Rotate {
+		case "daily", "hourly", "never":
+		default:
+			add(p+".rotate", "want daily, hourly or never, not %q", t.Rotate)
+		}
+		switch t.Format {
+		case "json", "text":
+		default:
+			add(p+".format", "want json or text, not %q", t.Format)
+		}
+		checkPatterns(p+".disabled-events", t.DisabledEvents, add)
+		checkPatterns(p+".events", t.Events, add)
+		checkPolicy(p+".events-policy", t.EventsPolicy, add)
+	}
+	for _, id := range sortedKeys(c.Webhooks) {
+		w, p := c.Webhooks[id], "webhook."+id
+		if w == nil || (w.Enable != nil && !*w.Enable) {
+			continue
+		}
+		claim(id, p)
+		if w.URL == "" {
+			add(p+".url", "required")
+		} else if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			add(p+".url", "want an http:// or https:// URL")
+		}
+		if len(w.Events) == 0 {
+			add(p+".events", "required: the events this webhook receives (e.g. [\"auth.*\"] or [\"*\"])")
+		}
+		checkPatterns(p+".events", w.Events, add)
+		checkPolicy(p+".events-policy", w.EventsPolicy, add)
+		if w.BatchSize < 1 {
+			add(p+".batch-size", "must be at least 1")
+		}
+		if w.Concurrency < 1 {
+			add(p+".concurrency", "must be at least 1")
+		}
+	}
+	if c.Metrics.Prometheus.Enable {
+		claim("metrics", "metrics.prometheus")
+	}
+	checkPatterns("metrics.disabled-events", c.Metrics.DisabledEvents, add)
+
+	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
+		add("streams.replicas", "must be between 1 and 5")
+	}
+	for _, s := range []struct{ path, v string }{{"streams.events", c.Streams.Events}, {"streams.routed", c.Streams.Routed}, {"streams.dlq", c.Streams.DLQ}} {
+		if !validSinkName(s.v) {
+			add(s.path, "stream name %q must be made of letters, digits, '-' and '_'", s.v)
+		}
+	}
+	if c.Router.Workers < 1 {
+		add("router.workers", "must be at least 1")
+	}
+	if c.Router.Batch < 1 {
+		add("router.batch", "must be at least 1")
+	}
+	if c.Sinks.Batch < 1 {
+		add("sinks.batch", "must be at least 1")
+	}
+	if c.Sinks.MaxDeliver < 1 {
+		add("sinks.max-deliver", "must be at least 1")
+	}
+	if c.Publisher.MaxInFlight < 1 {
+		add("publisher.max-in-flight", "must be at least 1")
+	}
+	if _, err := catalog.ParseLevel(c.Logging.Level); err != nil {
+		add("logging.level", "%v", err)
+	}
+	if c.Logging.Format != "console" && c.Logging.Format != "json" {
+		add("logging.format", "want console or json, not %q", c.Logging.Format)
+	}
+	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
+		add("nats.tls", "cert and key go together")
+	}
+	return errors.Join(errs...)
+}
+
+// flattenLevels turns the dotted-key form ({auth: {success: "debug"}}) and
+// the quoted form ({"auth.success": "debug"}) into one id -> level map.
+func flattenLevels(prefix string, m map[string]any, out map[string]string, bad func(string)) {
+	for k, v := range m {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		switch v := v.(type) {
+		case string:
+			out[key] = v
+		case map[string]any:
+			flattenLevels(key, v, out, bad)
+		default:
+			bad(key)
+		}
+	}
+}
+
+func checkPatterns(path string, pats []string, add func(string, string, ...any)) {
+	for i, p := range pats {
+		if _, err := ParsePattern(p); err != nil {
+			add(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+		}
+	}
+}
+
+func checkPolicy(path, v string, add func(string, string, ...any)) {
+	if v != "" && v != "include" && v != "exclude" {
+		add(path, "want include or exclude, not %q", v)
+	}
+}
+
+func validSinkName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidEventID reports whether id is "category.event" with both tokens made
+// of lower-case letters, digits, '-' and '_' (a safe NATS subject tail).
+func ValidEventID(id string) bool {
+	cat, ev, ok := strings.Cut(id, ".")
+	return ok && validToken(cat) && validToken(ev)
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-' || b == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

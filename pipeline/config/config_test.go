@@ -1,0 +1,190 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailtel/mailtel/catalog"
+)
+
+func TestLoadStalwartPaste(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "stalwart-paste.toml"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	for _, tc := range []struct {
+		id   string
+		want catalog.Level
+	}{
+		{"auth.success", catalog.LevelDebug},
+		{"delivery.dsn-perm-fail", catalog.LevelWarn},
+		{"smtp.rcpt-to", catalog.LevelTrace},
+	} {
+		if got := c.Levels.Of(tc.id); got != tc.want {
+			t.Errorf("Levels.Of(%s) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+	specs := c.SinkSpecs()
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.Name+":"+s.Kind)
+	}
+	if got, want := strings.Join(names, ","), "log:log,metrics:metrics,siem:webhook"; got != want {
+		t.Fatalf("sinks = %s, want %s", got, want)
+	}
+	if got := c.Streams.MaxAge.D(); got != 7*24*time.Hour {
+		t.Errorf("streams.max-age = %v", got)
+	}
+	if c.Streams.MaxBytes != 10<<30 {
+		t.Errorf("streams.max-bytes = %d", c.Streams.MaxBytes)
+	}
+	if c.Webhooks["siem"].DiscardAfter.D() != 24*time.Hour || c.Webhooks["siem"].Headers["X-Tenant"] != "mail" {
+		t.Errorf("webhook.siem = %+v", c.Webhooks["siem"])
+	}
+}
+
+func TestSinkSpecWants(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "stalwart-paste.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*SinkSpec{}
+	specs := c.SinkSpecs()
+	for i := range specs {
+		byName[specs[i].Name] = &specs[i]
+	}
+	for _, tc := range []struct {
+		sink, id string
+		lv       catalog.Level
+		want     bool
+	}{
+		{"log", "auth.success", catalog.LevelInfo, true},
+		{"log", "auth.success", catalog.LevelDebug, false},            // below threshold
+		{"log", "network.connection-start", catalog.LevelInfo, false}, // disabled-events prefix
+		{"log", "acme.error", catalog.LevelError, true},
+		{"log", "telemetry.update", catalog.LevelDisable, false},
+		{"siem", "auth.failed", catalog.LevelTrace, true}, // webhooks ignore levels
+		{"siem", "auth.success", catalog.LevelError, false},
+		{"siem", "smtp.spf-ehlo-fail", catalog.LevelDebug, true},
+		{"siem", "auth.banned", catalog.LevelDisable, false},
+		{"metrics", "auth.success", catalog.LevelTrace, true},
+		{"metrics", "telemetry.webhook-error", catalog.LevelWarn, false},
+	} {
+		t.Run(tc.sink+"/"+tc.id, func(t *testing.T) {
+			if got := byName[tc.sink].Wants(tc.id, tc.lv); got != tc.want {
+				t.Errorf("Wants(%s, %v) = %v, want %v", tc.id, tc.lv, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInvalidConfigsReportEveryErrorWithItsPath(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		toml string
+		want []string
+	}{
+		{"bad level", "[tracing.level]\nauth.success = \"loud\"\n", []string{"tracing.level.auth.success: unknown level"}},
+		{"level not a string", "[tracing.level]\n\"auth.success\" = 3\n", []string{"tracing.level.auth.success: want a level name"}},
+		{"many errors at once", `
+[tracer.a]
+type = "log"
+level = "chatty"
+rotate = "weekly"
+[webhook.a]
+url = "ftp://x"
+events = ["au**th"]
+[streams]
+replicas = 9
+`, []string{"tracer.a.path: required", "tracer.a.level: unknown level", "tracer.a.rotate: want daily",
+			"webhook.a: sink name \"a\" is already used by tracer.a", "webhook.a.url: want an http", "webhook.a.events[0]",
+			"streams.replicas: must be between 1 and 5"}},
+		{"unknown key in a known section", "[nats]\nurll = \"nats://x\"\n", []string{"nats.urll: unknown key"}},
+		{"unsupported tracer", "[tracer.j]\ntype = \"journal\"\n", []string{"tracer.j.type: unsupported tracer type \"journal\""}},
+		{"webhook without events", "[webhook.w]\nurl = \"http://127.0.0.1:1/\"\n", []string{"webhook.w.events: required"}},
+		{"bad sink name", "[tracer.\"a b\"]\ntype = \"stdout\"\n", []string{"sink name \"a b\""}},
+		{"bad duration", "[webhook.w]\nurl = \"http://h/\"\nevents=[\"*\"]\ntimeout = \"soon\"\n", []string{"invalid duration \"soon\""}},
+		{"bad size", "[streams]\nmax-bytes = \"10 parsecs\"\n", []string{"invalid size"}},
+		{"metrics name taken", "[tracer.metrics]\ntype = \"stdout\"\n[metrics.prometheus]\nenable = true\n", []string{"metrics.prometheus: sink name \"metrics\" is already used by tracer.metrics"}},
+		{"not toml", "[[[", []string{"parse:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.toml))
+			if err == nil {
+				t.Fatal("Parse accepted an invalid file")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if err == nil || !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("Load of a missing file: %v", err)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	for _, tc := range []struct {
+		pat, id string
+		want    bool
+	}{
+		{"*", "auth.success", true},
+		{"auth.*", "auth.success", true},
+		{"auth.*", "authx.success", false},
+		{"*-error", "acme.tls-alpn-error", true},
+		{"*-error", "acme.error", false},
+		{"auth.success", "auth.success", true},
+		{"auth.success", "auth.successful", false},
+		{"smtp.*-fail", "smtp.spf-ehlo-fail", true},
+		{"smtp.*-fail", "smtp.spf-ehlo-pass", false},
+		{"a.b*b.c", "a.b.c", false}, // prefix and suffix must not overlap
+	} {
+		p, err := ParsePattern(tc.pat)
+		if err != nil {
+			t.Fatalf("ParsePattern(%q): %v", tc.pat, err)
+		}
+		if got := p.Match(tc.id); got != tc.want {
+			t.Errorf("%q.Match(%q) = %v, want %v", tc.pat, tc.id, got, tc.want)
+		}
+		if p.String() != tc.pat {
+			t.Errorf("String() = %q, want %q", p.String(), tc.pat)
+		}
+	}
+	for _, bad := range []string{"", "a**b", "**", "*a*", "Auth.Success", "auth", "auth.>", "a b*"} {
+		if _, err := ParsePattern(bad); err == nil {
+			t.Errorf("ParsePattern(%q) accepted", bad)
+		}
+	}
+}
+
+func TestUnits(t *testing.T) {
+	for in, want := range map[string]time.Duration{"250ms": 250 * time.Millisecond, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1h30m": 90 * time.Minute} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		}
+	}
+	for in, want := range map[string]int64{"1024": 1024, "64k": 64 << 10, "512MB": 512 << 20, "10GiB": 10 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %v, %v", in, got, err)
+		}
+	}
+}
