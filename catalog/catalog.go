@@ -63,7 +63,7 @@ func ParseSource(s string) Source {
 	return SourceUnknown
 }
 
-// Field is a documented field of a Dovecot event.
+// Field is a documented field of an event type or a key type.
 type Field struct {
 	Name        string
 	Description string
@@ -159,9 +159,9 @@ func DovecotID(name string) string {
 }
 
 // DovecotName maps a canonical id of a Dovecot event back to its name.
-func DovecotName(id string) string {
-	return strings.NewReplacer(".", "_", "-", "_").Replace(id)
-}
+func DovecotName(id string) string { return dovecotNamer.Replace(id) }
+
+var dovecotNamer = strings.NewReplacer(".", "_", "-", "_")
 
 // DovecotLevel is the default level mailtel gives a Dovecot event: info for
 // "*_finished", debug for "*_started" and every intermediate event.

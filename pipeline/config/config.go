@@ -294,6 +294,9 @@ func (c *Config) applyDefaults() {
 		def(&t.Level, "info")
 		def(&t.Rotate, "daily")
 		def(&t.Prefix, "mailtel")
+		if t.Type == KindConsole || t.Type == KindStdout {
+			def(&t.Format, "text") // what a person reads, as Stalwart prints it
+		}
 		def(&t.Format, "json")
 		if len(t.Events) > 0 {
 			def(&t.EventsPolicy, "include")

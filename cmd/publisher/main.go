@@ -1,0 +1,229 @@
+// Command publisher puts mail-server events on the EVENTS stream.
+//
+//	publisher file PATH|-                  JSON lines (Stalwart or Dovecot, per line)
+//	publisher ingest [--listen ADDR]       HTTP endpoints for Stalwart and Dovecot
+//	publisher gen --count N --rate R --seed S   synthetic mail traffic
+//
+// Every event is acknowledged to its sender only after JetStream stored it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/ingest"
+	"github.com/mailtel/mailtel/pipeline/synth"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "publisher:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: publisher COMMAND [flags]
+
+Commands:
+  file PATH|-   publish JSON lines (Stalwart webhook or Dovecot exporter events)
+  ingest        serve POST /v1/ingest/stalwart and /v1/ingest/dovecot
+  gen           publish synthetic mail traffic
+
+Run "publisher COMMAND --help" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "file":
+		return runFile(ctx, args[1:], stdin, stdout, stderr)
+	case "ingest":
+		return runIngest(ctx, args[1:], stderr)
+	case "gen":
+		return runGen(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func start(ctx context.Context, f *app.Flags, httpAddr string) (*app.Process, *pipeline.Publisher, error) {
+	cfg, err := f.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := app.Start(ctx, cfg, app.Options{Name: "publisher", HTTP: httpAddr, MaxPending: cfg.Publisher.MaxInFlight * 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, pipeline.NewPublisher(p.JS, cfg.Levels, cfg.Publisher.MaxInFlight, p.Metrics), nil
+}
+
+func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publisher file", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f app.Flags
+	f.Register(fs)
+	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): a Stalwart webhook event\n{\"id\",\"createdAt\",\"type\",\"data\"} or a Dovecot event_exporter JSON object.\nBad lines are reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
+		"  publisher file events.jsonl\n  tail -F /var/log/dovecot-events.jsonl | publisher file -")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("file: want exactly one PATH or -")
+	}
+	var in io.Reader = stdin
+	if path := fs.Arg(0); path != "-" {
+		fh, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open events file: %w", err)
+		}
+		defer fh.Close()
+		in = fh
+	}
+	p, pub, err := start(ctx, &f, "")
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	began := time.Now()
+	counts, err := ingest.File(ctx, in, pub, p.JS, func(r ingest.Rejection) {
+		fmt.Fprintf(stderr, "line %d: %v\n", r.Line, r.Err)
+	})
+	pub.Close(context.Background())
+	fmt.Fprintf(stdout, "published %d, duplicate %d, rejected %d, failed %d in %s\n",
+		counts.Published, counts.Duplicate, counts.Rejected, counts.Failed, time.Since(began).Round(time.Millisecond))
+	if err != nil {
+		return err
+	}
+	if counts.Rejected+counts.Failed > 0 {
+		return fmt.Errorf("%d lines were not published", counts.Rejected+counts.Failed)
+	}
+	return nil
+}
+
+func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publisher ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f app.Flags
+	f.Register(fs)
+	listen := fs.String("listen", "", "`address` to serve on (overrides [publisher] listen, default 127.0.0.1:8025)")
+	httpAddr := fs.String("http", "127.0.0.1:9103", "`address` of /healthz, /readyz, /metrics")
+	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request).\nAnswers 200 only after JetStream stored every event; 4xx with a JSON reason for bad input.\nAuthentication ([publisher] token, user/password, signature-key) is required when\nlistening beyond loopback.",
+		"  publisher ingest --listen 0.0.0.0:8025 --config mailtel.toml\n  # Stalwart: [webhook.mailtel] url = \"http://mailtel:8025/v1/ingest/stalwart\"")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.Load()
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Publisher.Listen = *listen
+	}
+	if err := requireAuthBeyondLoopback(cfg.Publisher.Listen, cfg.Publisher.Token != "" || cfg.Publisher.User != "" || cfg.Publisher.SignatureKey != ""); err != nil {
+		return err
+	}
+	p, err := app.Start(ctx, cfg, app.Options{Name: "publisher", HTTP: *httpAddr, MaxPending: cfg.Publisher.MaxInFlight * 2})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	pub := pipeline.NewPublisher(p.JS, cfg.Levels, cfg.Publisher.MaxInFlight, p.Metrics)
+	defer pub.Close(context.Background())
+	ln, err := net.Listen("tcp", cfg.Publisher.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for ingest on %s: %w", cfg.Publisher.Listen, err)
+	}
+	srv := &http.Server{Handler: ingest.NewHandler(pub, p.JS, cfg.Publisher, p.Log, p.Metrics), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	p.Log.Info().Str("listen", ln.Addr().String()).Msg("ingest listening: POST " + ingest.PathStalwart + ", " + ingest.PathDovecot)
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve ingest: %w", err)
+	}
+	return nil
+}
+
+// requireAuthBeyondLoopback refuses to serve ingest without authentication
+// on an address other hosts can reach.
+func requireAuthBeyondLoopback(addr string, hasAuth bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("publisher.listen %q: %w", addr, err)
+	}
+	if hasAuth || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("ingest on %s is reachable from other hosts: set [publisher] token, user/password or signature-key", addr)
+}
+
+func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("publisher gen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f app.Flags
+	f.Register(fs)
+	count := fs.Int64("count", 1000, "events to publish (0 = until interrupted)")
+	rate := fs.Float64("rate", 0, "events per `second` (0 = as fast as JetStream takes them)")
+	seed := fs.Uint64("seed", 1, "random `seed`: the same seed gives the same events (and ids)")
+	fs.Usage = app.Usage(fs, "usage: publisher gen [--count N] [--rate R] [--seed S]\n\nPublishes realistic synthetic mail traffic: SMTP sessions, deliveries, IMAP,\nauthentication successes and failures, Dovecot events.",
+		"  publisher gen --count 100000 --seed 7\n  publisher gen --count 0 --rate 500")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p, pub, err := start(ctx, &f, "")
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	began := time.Now()
+	counts, err := ingest.Generate(ctx, pub, synth.New(synth.Options{Seed: *seed}), *count, *rate, func(c ingest.Counts) {
+		fmt.Fprintf(stderr, "published %d (duplicate %d)\n", c.Published, c.Duplicate)
+	})
+	pub.Close(context.Background())
+	fmt.Fprintf(stdout, "published %d, duplicate %d, failed %d in %s\n", counts.Published, counts.Duplicate, counts.Failed, time.Since(began).Round(time.Millisecond))
+	return err
+}
+
+// parseInterspersed parses flags that may come after positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}

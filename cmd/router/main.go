@@ -1,0 +1,63 @@
+// Command router runs mailtel's routers: workers bound to one durable
+// consumer on EVENTS that copy each event to the ROUTED subjects of the
+// sinks that want it. With no NATS URL configured it starts an embedded
+// NATS server with JetStream first.
+//
+//	router [run] --config mailtel.toml [--workers N] [--nats URLS]
+//	router up [--config mailtel.toml] [--rate 200]   everything in one process
+//	router validate --config mailtel.toml
+//	router catalog [--json] [--config mailtel.toml]
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "router:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: router [command] [flags]
+
+Commands:
+  run        route events from EVENTS to the sinks' subjects (the default)
+  up         run the whole pipeline in one process: embedded NATS, router,
+             sinks and a synthetic publisher (a demo, or a single machine)
+  validate   check a configuration file and print every error
+  catalog    list every event type: id, source, native name, level, description
+
+Run "router COMMAND --help" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runRouter(ctx, args, stderr)
+	case "up":
+		return runUp(ctx, args, stdout, stderr)
+	case "validate":
+		return runValidate(args, stdout, stderr)
+	case "catalog":
+		return runCatalog(args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

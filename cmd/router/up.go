@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/ingest"
+	"github.com/mailtel/mailtel/pipeline/sinks"
+	"github.com/mailtel/mailtel/pipeline/synth"
+)
+
+//go:embed demo.toml
+var demoConfig []byte
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("router up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f app.Flags
+	f.Register(fs)
+	rate := fs.Float64("rate", 200, "synthetic events per `second` (0 = no synthetic traffic)")
+	count := fs.Int64("count", 0, "stop the synthetic publisher after this many events (0 = never)")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "`seed` of the synthetic traffic")
+	fs.Usage = app.Usage(fs, "usage: router up [--config FILE] [--rate R] [--count N]\n\nRuns the whole pipeline in one process: an embedded NATS server with JetStream\n(unless [nats] url is set), the router, every configured sink and a synthetic\npublisher. Without --config it writes JSON lines to ./data/logs/mailtel.<date>,\nStalwart-format security lines to ./data/logs/security.<date>, and serves\nPrometheus metrics on 127.0.0.1:9100/metrics. Stop it with Ctrl-C.",
+		"  router up\n  router up --config mailtel.toml --rate 1000")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg *config.Config
+	var err error
+	if f.Config == "" {
+		cfg, err = config.Parse(demoConfig)
+	} else {
+		cfg, err = f.Load()
+	}
+	if err != nil {
+		return err
+	}
+	if f.NATS != "" {
+		cfg.NATS.URL = f.NATS
+	}
+	p, err := app.Start(ctx, cfg, app.Options{Name: "up", Embedded: true, HTTP: cfg.Router.HTTP, MaxPending: 8192})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	for _, s := range cfg.SinkSpecs() {
+		if s.Tracer != nil && s.Tracer.Path != "" {
+			dir, _ := filepath.Abs(s.Tracer.Path)
+			fmt.Fprintf(stdout, "sink %-10s writes %s lines to %s/%s.*\n", s.Name, s.Tracer.Format, dir, s.Tracer.Prefix)
+		} else if s.Kind == config.KindMetrics {
+			fmt.Fprintf(stdout, "sink %-10s serves http://%s/metrics\n", s.Name, s.Metrics.Prometheus.Listen)
+		} else {
+			fmt.Fprintf(stdout, "sink %-10s (%s)\n", s.Name, s.Kind)
+		}
+	}
+	fmt.Fprintf(stdout, "health and pipeline metrics on http://%s/readyz and /metrics; Ctrl-C stops\n", p.HTTPAddr)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	goRun := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	table := pipeline.NewTable(cfg.SinkSpecs(), cfg.Levels)
+	goRun("router", func() error {
+		return pipeline.NewRouter(p.JS, table, pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health).Run(ctx)
+	})
+	goRun("sinks", func() error { return sinks.Run(ctx, p, nil, sinks.Options{Stdout: stdout}) })
+	if *rate > 0 {
+		pub := pipeline.NewPublisher(p.JS, cfg.Levels, cfg.Publisher.MaxInFlight, p.Metrics)
+		goRun("publisher", func() error {
+			defer pub.Close(context.Background())
+			c, err := ingest.Generate(ctx, pub, synth.New(synth.Options{Seed: *seed}), *count, *rate, nil)
+			p.Log.Info().Int64("published", c.Published).Msg("synthetic publisher done")
+			return err
+		})
+	}
+	go reportProgress(ctx, p, stdout)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// reportProgress prints what went through the pipeline every few seconds.
+func reportProgress(ctx context.Context, p *app.Process, out io.Writer) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		published := counterSum(p, "mailtel_published_total")
+		routed := counterSum(p, "mailtel_routed_total")
+		written := counterSum(p, "mailtel_written_total")
+		fmt.Fprintf(out, "%s published %.0f, routed %.0f copies, written %.0f\n", time.Now().Format(time.TimeOnly), published, routed, written)
+	}
+}
+
+func counterSum(p *app.Process, name string) float64 {
+	mfs, err := p.Metrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

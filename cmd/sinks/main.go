@@ -1,0 +1,99 @@
+// Command sinks runs mailtel's sinks: each configured tracer, webhook and
+// the metrics sink reads its routed.<sink>.> subjects from a durable
+// consumer shared by every instance of that sink, and acks an event only
+// after writing it.
+//
+//	sinks [run] --config mailtel.toml [--sink NAME ...] [--instance ID]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/sinks"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sinks:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: sinks [command] [flags]
+
+Commands:
+  run   run the configured sinks (the default)
+
+Run "sinks COMMAND --help" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runSinks(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// names is a repeatable --sink flag.
+type names []string
+
+func (n *names) String() string { return strings.Join(*n, ",") }
+func (n *names) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*n = append(*n, s)
+		}
+	}
+	return nil
+}
+
+func runSinks(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sinks run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f app.Flags
+	f.Register(fs)
+	var only names
+	fs.Var(&only, "sink", "run only this sink `name` (repeatable; default: every configured sink)")
+	instance := fs.String("instance", "", "instance `id` of this process; give each instance of a log sink its own")
+	httpAddr := fs.String("http", "", "`address` of /healthz, /readyz, /metrics (overrides [sinks] http)")
+	fs.Usage = app.Usage(fs, "usage: sinks [run] [--config FILE] [--sink NAME ...] [--instance ID]\n\nRuns the configured sinks. Instances of one sink share its durable consumer and\nsplit the work; run more to write faster.",
+		"  sinks --config mailtel.toml\n  sinks --config mailtel.toml --sink siem --instance b --http 127.0.0.1:9112")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.Load()
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		cfg.Sinks.HTTP = *httpAddr
+	}
+	p, err := app.Start(ctx, cfg, app.Options{Name: "sinks", HTTP: cfg.Sinks.HTTP})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	err = sinks.Run(ctx, p, only, sinks.Options{Instance: *instance, Stdout: stdout})
+	p.Log.Info().Msg("sinks stopped")
+	return err
+}

@@ -1,0 +1,144 @@
+// Package app is what every mailtel process does at start: read the
+// configuration, set up logging, serve health and metrics, start the
+// embedded NATS server when asked, connect, and create the streams.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
+)
+
+// Flags are the flags every process takes.
+type Flags struct {
+	Config   string
+	NATS     string
+	LogLevel string
+}
+
+// Register adds --config, --nats and --log-level to fs.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.Config, "config", "", "configuration `file` (TOML); empty uses the defaults")
+	fs.StringVar(&f.NATS, "nats", "", "NATS server `urls`, comma-separated (overrides [nats] url)")
+	fs.StringVar(&f.LogLevel, "log-level", "", "process log `level` (overrides [logging] level)")
+}
+
+// Load reads and validates the configuration and applies the flags.
+func (f *Flags) Load() (*config.Config, error) {
+	c, err := config.Load(f.Config)
+	if err != nil {
+		return nil, err
+	}
+	if f.NATS != "" {
+		c.NATS.URL = f.NATS
+	}
+	if f.LogLevel != "" {
+		c.Logging.Level = f.LogLevel
+	}
+	return c, nil
+}
+
+// Options say what a process needs at start.
+type Options struct {
+	// Name is the process name, used in logs and the NATS connection name.
+	Name string
+	// Embedded starts the embedded NATS server when the configuration has
+	// no NATS URL.
+	Embedded bool
+	// HTTP is the address of /healthz, /readyz and /metrics ("" for none).
+	HTTP string
+	// MaxPending is the async publish window of the JetStream context.
+	MaxPending int
+}
+
+// Process is a started mailtel process.
+type Process struct {
+	Config   *config.Config
+	Log      zerolog.Logger
+	Metrics  *obs.Metrics
+	Health   *obs.Health
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Embedded *pipeline.Embedded
+	// HTTPAddr is where health and metrics are served.
+	HTTPAddr string
+}
+
+// Start brings a process up. Close undoes it.
+func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
+	p := &Process{Config: c, Log: obs.NewLogger(c.Logging.Level, c.Logging.Format, o.Name),
+		Metrics: obs.NewMetrics(), Health: obs.NewHealth("nats")}
+	var err error
+	if p.HTTPAddr, err = obs.Serve(ctx, o.HTTP, p.Metrics, p.Health, p.Log); err != nil {
+		return nil, err
+	}
+	if o.Embedded && c.NATS.URL == "" {
+		if p.Embedded, err = pipeline.StartEmbedded(c.NATS); err != nil {
+			return nil, err
+		}
+		p.Log.Info().Str("url", p.Embedded.URL()).Str("store", c.NATS.StoreDir).Msg("embedded NATS server with JetStream started")
+		c.NATS.URL = p.Embedded.URL()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p.Conn, p.JS, err = pipeline.Connect(cctx, c.NATS, "mailtel-"+o.Name, o.MaxPending)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Conn.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		p.Health.Set("nats", errors.New("disconnected"))
+		p.Log.Warn().Err(err).Msg("disconnected from NATS")
+	})
+	p.Conn.SetReconnectHandler(func(nc *nats.Conn) {
+		p.Health.Set("nats", nil)
+		p.Log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+	})
+	if err := pipeline.EnsureStreams(cctx, p.JS, c.Streams); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Health.Set("nats", nil)
+	p.Log.Debug().Str("url", p.Conn.ConnectedUrl()).Msg("connected")
+	return p, nil
+}
+
+// Close drains the connection and stops the embedded server. It is
+// idempotent.
+func (p *Process) Close() {
+	if p.Conn != nil {
+		p.Conn.Drain()
+		for i := 0; i < 100 && !p.Conn.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.Conn.Close()
+		p.Conn = nil
+	}
+	if p.Embedded != nil {
+		p.Embedded.Close()
+		p.Embedded = nil
+	}
+}
+
+// Usage returns a flag.FlagSet Usage func printing a synopsis, the flags
+// and an example.
+func Usage(fs *flag.FlagSet, synopsis, example string) func() {
+	return func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		if example != "" {
+			fmt.Fprintf(out, "\nExample:\n%s\n", example)
+		}
+	}
+}

@@ -1,0 +1,51 @@
+package pipeline
+
+import (
+	"errors"
+	"math/rand/v2"
+	"time"
+)
+
+// Jitter returns a random duration in [d/2, d] so that retrying processes
+// do not move in lockstep.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Backoff is exponential backoff with full jitter: attempt n (from 1) waits
+// a random duration in [0, min(max, base*2^(n-1))].
+func Backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d + 1)
+}
+
+// PermanentError marks an error that retrying cannot fix: the events go to
+// the dead-letter queue with the error as the reason.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that IsPermanent reports true. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}

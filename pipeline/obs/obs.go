@@ -1,0 +1,159 @@
+// Package obs is mailtel's self-observability: the Prometheus metrics of
+// each process's own work, the /healthz and /readyz endpoints, and the
+// process logger.
+package obs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Metrics are the counters every stage updates. Label values are bounded:
+// stage names and configured sink names only.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	Received     *prometheus.CounterVec // stage
+	Published    *prometheus.CounterVec // result: stored, duplicate, rejected, failed
+	Routed       *prometheus.CounterVec // sink
+	Written      *prometheus.CounterVec // sink
+	Retried      *prometheus.CounterVec // stage
+	Redelivered  *prometheus.CounterVec // stage
+	DeadLettered *prometheus.CounterVec // stage
+	UnknownTypes prometheus.Counter
+	Lag          *prometheus.GaugeVec // stream, consumer
+}
+
+// NewMetrics registers the pipeline metrics, plus Go runtime and process
+// collectors, in a new registry.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "mailtel", Name: name, Help: help}, labels)
+		r.MustRegister(c)
+		return c
+	}
+	m := &Metrics{
+		Registry:     r,
+		Received:     cv("received_total", "Events received by a stage.", "stage"),
+		Published:    cv("published_total", "Events offered to the EVENTS stream, by result.", "result"),
+		Routed:       cv("routed_total", "Event copies stored for a sink by the router.", "sink"),
+		Written:      cv("written_total", "Events written by a sink.", "sink"),
+		Retried:      cv("retried_total", "Retried writes or publishes.", "stage"),
+		Redelivered:  cv("redelivered_total", "Messages JetStream delivered more than once to a stage.", "stage"),
+		DeadLettered: cv("dead_lettered_total", "Messages stored in the DLQ stream by a stage.", "stage"),
+		UnknownTypes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "mailtel", Name: "unknown_types_total", Help: "Events whose type is not in the catalog."}),
+		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "consumer_lag",
+			Help: "Messages of the stream not yet delivered to the consumer."}, []string{"stream", "consumer"}),
+	}
+	r.MustRegister(m.UnknownTypes, m.Lag)
+	return m
+}
+
+// Health tracks readiness: a process is ready when every named check has
+// been marked ready (connected, consumer bound, ...).
+type Health struct {
+	mu     sync.Mutex
+	checks map[string]error
+}
+
+// NewHealth returns a Health whose named checks start not ready.
+func NewHealth(names ...string) *Health {
+	h := &Health{checks: map[string]error{}}
+	for _, n := range names {
+		h.checks[n] = errors.New("starting")
+	}
+	return h
+}
+
+// Set records the state of one check (nil = ready).
+func (h *Health) Set(name string, err error) {
+	h.mu.Lock()
+	h.checks[name] = err
+	h.mu.Unlock()
+}
+
+// Ready returns nil when every check is ready, or an error naming those
+// that are not.
+func (h *Health) Ready() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var bad []string
+	for n, err := range h.checks {
+		if err != nil {
+			bad = append(bad, n+": "+err.Error())
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// Handler serves /metrics, /healthz (the process is alive) and /readyz
+// (200 only when Ready).
+func Handler(m *Metrics, h *Health) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := h.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+// Serve serves Handler on addr until ctx ends. An empty addr serves
+// nothing. It returns once the listener is bound, with the bound address.
+func Serve(ctx context.Context, addr string, m *Metrics, h *Health, log zerolog.Logger) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen for health and metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: Handler(m, h), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("health and metrics server stopped")
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), nil
+}
+
+// NewLogger returns the process logger: JSON lines or a human console
+// format on stderr, at the given level.
+func NewLogger(level, format, process string) zerolog.Logger {
+	var w io.Writer = os.Stderr
+	if format != "json" {
+		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}
+	}
+	lv, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		lv = zerolog.InfoLevel
+	}
+	return zerolog.New(w).Level(lv).With().Timestamp().Str("process", process).Logger()
+}

@@ -1,0 +1,228 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
+	"github.com/mailtel/mailtel/schema"
+)
+
+// Ack is JetStream's answer to one published event.
+type Ack struct {
+	// Duplicate is true when the stream already held an event with the same
+	// id (a sender's retry): nothing new was stored.
+	Duplicate bool
+	// Seq is the EVENTS stream sequence of the event.
+	Seq uint64
+	// Err is non-nil when the event could not be stored after retries.
+	Err error
+}
+
+// Publisher publishes events to the EVENTS stream asynchronously, with at
+// most MaxInFlight publishes awaiting JetStream's acknowledgement. Every
+// message carries Nats-Msg-Id = event id, so a retry of the same event is
+// stored once. Publish is safe for concurrent use.
+type Publisher struct {
+	js      jetstream.JetStream
+	levels  *catalog.Levels
+	pending chan pendingPub
+	wg      sync.WaitGroup
+	retries int
+
+	metrics *obs.Metrics // may be nil
+
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+}
+
+type pendingPub struct {
+	fut  jetstream.PubAckFuture
+	msg  *nats.Msg
+	done func(Ack)
+}
+
+// PublishRetries is how many times a publish that failed (timeout, no
+// responders while a leader is elected) is retried, with backoff, before
+// its Ack carries the error.
+const PublishRetries = 8
+
+// NewPublisher returns a publisher that stamps each event with its
+// effective level from levels and keeps about maxInFlight publishes
+// unacknowledged (at most twice that). Outcomes are counted in
+// m.Published when m is not nil.
+func NewPublisher(js jetstream.JetStream, levels *catalog.Levels, maxInFlight int, m *obs.Metrics) *Publisher {
+	if maxInFlight < 1 {
+		maxInFlight = 1
+	}
+	p := &Publisher{js: js, levels: levels, pending: make(chan pendingPub, maxInFlight), retries: PublishRetries,
+		done: make(chan struct{}), metrics: m}
+	go p.collect()
+	return p
+}
+
+// ErrPublisherClosed is returned by Publish after Close.
+var ErrPublisherClosed = errors.New("publisher closed")
+
+// Publish stamps ev.Level with the event's effective level, encodes ev and
+// publishes it to events.<type>. It blocks while MaxInFlight publishes are
+// unacknowledged (back-pressure) or until ctx ends. done is called exactly
+// once, from another goroutine, when JetStream has stored the event or the
+// retries are exhausted; it is never called when Publish returns an error.
+// ev may be reused once Publish returns.
+func (p *Publisher) Publish(ctx context.Context, ev *schema.Event, done func(Ack)) error {
+	if ev.ID == "" {
+		return fmt.Errorf("publish %s: %w", ev.Type, errors.New("event has no id"))
+	}
+	if !config.ValidEventID(ev.Type) {
+		return fmt.Errorf("publish event %s: type %q is not a valid event id", ev.ID, ev.Type)
+	}
+	ev.Level = p.levels.Of(ev.Type)
+	data, err := schema.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("publish event %s: %w", ev.ID, err)
+	}
+	msg := &nats.Msg{Subject: ev.Subject(), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	// Reserve a slot first: this is where back-pressure blocks.
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", msg.Subject, ctx.Err())
+	case p.pending <- pendingPub{msg: msg, done: done}:
+	}
+	return nil
+}
+
+// collect publishes and awaits acknowledgements in order. Publishing here,
+// not in Publish, keeps the future and its message in one place.
+func (p *Publisher) collect() {
+	defer close(p.done)
+	ctx := context.Background()
+	// Publish ahead up to the window; the channel holds what is not yet sent.
+	var window []pendingPub
+	for {
+		// Fill: take everything queued (without blocking once we have work).
+		if len(window) == 0 {
+			pp, ok := <-p.pending
+			if !ok {
+				return
+			}
+			window = append(window, p.send(pp))
+		}
+	fill:
+		for len(window) < cap(p.pending) {
+			select {
+			case pp, ok := <-p.pending:
+				if !ok {
+					break fill
+				}
+				window = append(window, p.send(pp))
+			default:
+				break fill
+			}
+		}
+		head := window[0]
+		window = window[1:]
+		a := p.await(ctx, head)
+		p.count(a)
+		head.done(a)
+	}
+}
+
+func (p *Publisher) count(a Ack) {
+	if p.metrics == nil {
+		return
+	}
+	switch {
+	case a.Err != nil:
+		p.metrics.Published.WithLabelValues("failed").Inc()
+	case a.Duplicate:
+		p.metrics.Published.WithLabelValues("duplicate").Inc()
+	default:
+		p.metrics.Published.WithLabelValues("stored").Inc()
+	}
+}
+
+func (p *Publisher) send(pp pendingPub) pendingPub {
+	fut, err := p.js.PublishMsgAsync(pp.msg)
+	if err != nil {
+		return pendingPub{msg: pp.msg, done: pp.done} // fut nil: await retries synchronously
+	}
+	pp.fut = fut
+	return pp
+}
+
+// await waits for the future and retries a failed publish synchronously
+// with backoff. Retries carry the same Nats-Msg-Id, so they never store a
+// second copy.
+func (p *Publisher) await(ctx context.Context, pp pendingPub) Ack {
+	var err error
+	if pp.fut != nil {
+		select {
+		case a := <-pp.fut.Ok():
+			return Ack{Duplicate: a.Duplicate, Seq: a.Sequence}
+		case err = <-pp.fut.Err():
+		}
+	}
+	backoff := 50 * time.Millisecond
+	for i := 0; i < p.retries; i++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		a, perr := p.js.PublishMsg(actx, pp.msg)
+		cancel()
+		if perr == nil {
+			return Ack{Duplicate: a.Duplicate, Seq: a.Sequence}
+		}
+		err = perr
+		time.Sleep(Jitter(backoff))
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	return Ack{Err: fmt.Errorf("publish %s: %w", pp.msg.Subject, err)}
+}
+
+// Close waits until every accepted publish has been acknowledged (or ctx
+// ends), then stops the publisher. It is idempotent.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.pending)
+	}
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close publisher: %w", ctx.Err())
+	}
+}
+
+// PublishAll publishes evs and waits until JetStream answered for every one
+// of them. It returns one Ack per event, in order.
+func (p *Publisher) PublishAll(ctx context.Context, evs []schema.Event) ([]Ack, error) {
+	acks := make([]Ack, len(evs))
+	var wg sync.WaitGroup
+	for i := range evs {
+		wg.Add(1)
+		if err := p.Publish(ctx, &evs[i], func(a Ack) { acks[i] = a; wg.Done() }); err != nil {
+			wg.Done()
+			acks[i] = Ack{Err: err}
+		}
+	}
+	waited := make(chan struct{})
+	go func() { wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return acks, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for acknowledgements: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
+	"github.com/mailtel/mailtel/schema"
+)
+
+// Sink writes events to one destination (a log file, a webhook, metrics).
+//
+// Contract: Write is called by one goroutine at a time with a batch of
+// events in stream order. It returns nil only when every event of the batch
+// is written; the runtime then acks the batch. An error marked with
+// Permanent sends the batch to the DLQ with the error as the reason; any
+// other error is retried with exponential backoff and jitter, and after
+// MaxDeliver attempts the batch goes to the DLQ. Write must honour ctx.
+// Close flushes and releases resources; it is idempotent and safe to call
+// without a Write.
+type Sink interface {
+	Write(ctx context.Context, batch []*schema.Event) error
+	Close(ctx context.Context) error
+}
+
+// SinkOptions configure the runtime of one sink.
+type SinkOptions struct {
+	Stream     string // ROUTED stream name
+	Batch      int
+	MaxDeliver int // attempts before a failing batch is dead-lettered
+	AckWait    time.Duration
+	// BackoffBase and BackoffMax bound the retry backoff (full jitter).
+	BackoffBase, BackoffMax time.Duration
+	// ShutdownTimeout bounds how long a write in flight may take after the
+	// runner was asked to stop.
+	ShutdownTimeout time.Duration
+}
+
+// SinkOptionsFrom reads the sink runtime options from a configuration.
+func SinkOptionsFrom(c *config.Config) SinkOptions {
+	return SinkOptions{Stream: c.Streams.Routed, Batch: c.Sinks.Batch, MaxDeliver: c.Sinks.MaxDeliver,
+		AckWait: c.Sinks.AckWait.D(), BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second,
+		ShutdownTimeout: 10 * time.Second}
+}
+
+// SinkRunner feeds one sink from its durable consumer on
+// routed.<name>.>, shared by every instance of that sink.
+type SinkRunner struct {
+	js      jetstream.JetStream
+	name    string
+	sink    Sink
+	opts    SinkOptions
+	log     zerolog.Logger
+	metrics *obs.Metrics
+	health  *obs.Health
+}
+
+// NewSinkRunner returns a runner for the sink named name.
+func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *SinkRunner {
+	if opts.Batch < 1 {
+		opts.Batch = 500
+	}
+	if opts.MaxDeliver < 1 {
+		opts.MaxDeliver = 10
+	}
+	if opts.AckWait == 0 {
+		opts.AckWait = time.Minute
+	}
+	if opts.BackoffBase == 0 {
+		opts.BackoffBase = 100 * time.Millisecond
+	}
+	if opts.BackoffMax == 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	return &SinkRunner{js: js, name: name, sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h}
+}
+
+// SinkConsumerName is the durable consumer of a sink.
+func SinkConsumerName(sink string) string { return "sink-" + sink }
+
+// Consumer creates or binds the sink's durable consumer.
+func (r *SinkRunner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
+	name := SinkConsumerName(r.name)
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		FilterSubject: RoutedPrefix + r.name + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       r.opts.AckWait,
+		MaxAckPending: max(r.opts.Batch*4, 4000),
+		MaxDeliver:    -1, // the runner counts attempts and dead-letters itself
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", name, r.opts.Stream, err)
+	}
+	return cons, nil
+}
+
+// Run consumes until ctx ends. The batch being written when ctx ends is
+// finished (within ShutdownTimeout); messages fetched but not yet written
+// are released for redelivery.
+func (r *SinkRunner) Run(ctx context.Context) error {
+	cons, err := r.Consumer(ctx)
+	if err != nil {
+		return err
+	}
+	check := "sink:" + r.name
+	r.health.Set(check, nil)
+	defer r.health.Set(check, errors.New("stopped"))
+	go watchLag(ctx, cons, r.opts.Stream, SinkConsumerName(r.name), r.metrics)
+
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch))
+	if err != nil {
+		return fmt.Errorf("sink %s pull: %w", r.name, err)
+	}
+	msgs := make(chan jetstream.Msg, r.opts.Batch)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				r.log.Warn().Err(err).Msg("pull")
+				continue
+			}
+			msgs <- m
+		}
+	}()
+	go func() { <-ctx.Done(); it.Stop() }()
+
+	batch := make([]jetstream.Msg, 0, r.opts.Batch)
+	for {
+		batch = batch[:0]
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			batch = append(batch, m)
+		case <-ctx.Done():
+			r.release(msgs)
+			return nil
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		r.handle(ctx, batch)
+	}
+}
+
+// release naks what was fetched but will not be written, so another
+// instance gets it at once instead of after AckWait.
+func (r *SinkRunner) release(msgs <-chan jetstream.Msg) {
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			m.Nak()
+		default:
+			return
+		}
+	}
+}
+
+// handle decodes a batch, writes it with retries and acks it.
+func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
+	r.metrics.Received.WithLabelValues("sink:" + r.name).Add(float64(len(batch)))
+	events := make([]*schema.Event, 0, len(batch))
+	good := make([]jetstream.Msg, 0, len(batch))
+	prior := uint64(0) // deliveries before this one, the highest of the batch
+	for _, m := range batch {
+		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+			r.metrics.Redelivered.WithLabelValues("sink:" + r.name).Inc()
+			prior = max(prior, md.NumDelivered-1)
+		}
+		ev := new(schema.Event)
+		if err := schema.Unmarshal(m.Data(), ev); err != nil {
+			r.deadLetter(m, fmt.Errorf("decode event: %w", err))
+			continue
+		}
+		events = append(events, ev)
+		good = append(good, m)
+	}
+	if len(events) == 0 {
+		return
+	}
+	// A write in flight is finished even when ctx ends, within a deadline.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(r.opts.ShutdownTimeout, cancel)
+	})
+	defer stop()
+
+	attempt := int(prior)
+	for {
+		attempt++
+		err := r.sink.Write(wctx, events)
+		if err == nil {
+			for _, m := range good {
+				m.Ack()
+			}
+			r.metrics.Written.WithLabelValues(r.name).Add(float64(len(events)))
+			return
+		}
+		if IsPermanent(err) || attempt >= r.opts.MaxDeliver {
+			reason := err
+			if !IsPermanent(err) {
+				reason = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+			}
+			r.log.Error().Err(reason).Int("events", len(events)).Msg("dead-lettering batch")
+			for _, m := range good {
+				r.deadLetter(m, reason)
+			}
+			return
+		}
+		r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
+		wait := Backoff(attempt, r.opts.BackoffBase, r.opts.BackoffMax)
+		r.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", wait).Msg("write failed; retrying")
+		if !r.sleep(wctx, wait, good) {
+			// Stopping: leave the batch unacked for redelivery.
+			for _, m := range good {
+				m.Nak()
+			}
+			return
+		}
+	}
+}
+
+// sleep waits d while keeping the batch's messages from being redelivered
+// elsewhere. It returns false if ctx ended.
+func (r *SinkRunner) sleep(ctx context.Context, d time.Duration, msgs []jetstream.Msg) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		step := min(left, r.opts.AckWait/3)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(step):
+		}
+		for _, m := range msgs {
+			m.InProgress()
+		}
+	}
+}
+
+func (r *SinkRunner) deadLetter(m jetstream.Msg, reason error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := DeadLetter(ctx, r.js, "sink."+r.name, m, reason); err != nil {
+		r.log.Error().Err(err).Msg("dead-letter failed; message will be redelivered")
+		m.Nak()
+		return
+	}
+	r.metrics.DeadLettered.WithLabelValues("sink:" + r.name).Inc()
+	m.Ack()
+}

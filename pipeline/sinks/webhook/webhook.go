@@ -1,0 +1,501 @@
+// Package webhook is the sink that POSTs events to an HTTP receiver in the
+// format of Stalwart's telemetry webhooks, so a receiver written for
+// Stalwart works unchanged: a JSON body {"events":[...]} whose elements are
+// Stalwart events ({"id","createdAt","type","data"}), signed like Stalwart
+// signs (X-Signature: base64 of the HMAC-SHA256 of the body with the
+// signature key).
+//
+// # Outcomes
+//
+// Each Write splits its batch into chunks of at most batch-size events and
+// POSTs up to concurrency chunks in parallel. A chunk answered 2xx is
+// delivered. A network error, a timeout, 408, 429 and 5xx are retryable:
+// Write returns an error that is not permanent (a *RetryAfterError when the
+// receiver sent Retry-After). Any other answer (3xx, since redirects are not
+// followed; 4xx) is permanent: Write returns a pipeline.Permanent error
+// holding a *StatusError with the status and the first 512 bytes of the
+// answer.
+//
+// # Exactly once per batch
+//
+// A retried batch does not send again what was delivered: the Sink
+// remembers the ids of the events delivered by the batch in flight and
+// skips them when the runtime retries that batch. It forgets them once a
+// Write returns nil or a permanent error (the batch is then finished), and
+// at the start of a Write it forgets the ids that are not in the new batch,
+// so the memory is bounded by the batch size. Events without an id cannot
+// be remembered and are sent again on a retry. An event whose id appears
+// earlier in the same batch is not sent twice.
+//
+// # discard-after
+//
+// With discard-after set, events created more than discard-after ago are
+// not sent. The other events are delivered as usual; if that succeeds,
+// Write returns a permanent error holding a *DiscardedError with the ids of
+// the discarded events, and only those must be dead-lettered (see
+// FailedIDs).
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/schema"
+)
+
+// Defaults for zero values of a configuration that did not go through
+// config.Load (which sets the same ones).
+const (
+	DefaultBatchSize   = 100
+	DefaultConcurrency = 4
+	DefaultTimeout     = 30 * time.Second
+)
+
+// MaxSnippet is how many bytes of a failed answer an error keeps.
+const MaxSnippet = 512
+
+// drainLimit is how much of an answer is read (and dropped) so that the
+// connection can be reused.
+const drainLimit = 64 << 10
+
+// Options are the dependencies of a Sink.
+type Options struct {
+	// Client sends the requests. When nil, New builds one from the
+	// configuration: TLS certificates verified unless allow-invalid-certs,
+	// proxies from the environment, redirects not followed. A given Client
+	// is used as is (allow-invalid-certs does not apply to it); it should
+	// not follow redirects, or a 301/302 turns the POST into a GET.
+	Client *http.Client
+	// Now is the clock of discard-after and of Retry-After dates; nil
+	// means time.Now. Throttling uses the real clock.
+	Now func() time.Time
+}
+
+// Sink POSTs events to one webhook receiver.
+//
+// Write follows the pipeline.Sink contract; calls are meant to come from one
+// goroutine at a time, but concurrent calls are safe (they share the
+// concurrency slots). Close is idempotent.
+type Sink struct {
+	name    string
+	target  string // scheme://host/path, for messages (no credentials, no query)
+	url     string
+	host    string // a configured Host header, sent as the request's Host
+	header  http.Header
+	key     []byte // signature key; nil when unset
+	cfg     config.Webhook
+	client  *http.Client
+	ownsTr  *http.Transport // the transport New built, closed by Close
+	now     func() time.Time
+	slots   chan *slot
+	closed  atomic.Bool
+	mu      sync.Mutex
+	sentIDs map[string]struct{} // delivered events of the batch in flight
+}
+
+var _ pipeline.Sink = (*Sink)(nil)
+
+// slot is one of the cfg.Concurrency request slots. Consecutive POSTs on a
+// slot start at least cfg.Throttle apart.
+type slot struct{ last time.Time }
+
+// New returns the sink named name for the webhook configuration cfg. Zero
+// batch-size, concurrency and timeout take the defaults config.Load gives
+// them; a zero throttle means no throttling. It fails on a URL that is not
+// absolute http(s), on negative durations and sizes, and on header names
+// or values HTTP cannot carry.
+func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("webhook %s: no configuration", name)
+	}
+	c := *cfg
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Timeout == 0 {
+		c.Timeout = config.Duration(DefaultTimeout)
+	}
+	var errs []error
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("url: %w", err))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, errors.New("url: want an absolute http:// or https:// URL"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, errors.New("batch-size: must be at least 1"))
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, errors.New("concurrency: must be at least 1"))
+	}
+	for _, d := range []struct {
+		key string
+		v   config.Duration
+	}{{"timeout", c.Timeout}, {"throttle", c.Throttle}, {"discard-after", c.DiscardAfter}, {"max-backoff", c.MaxBackoff}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
+		}
+	}
+	s := &Sink{name: name, url: c.URL, cfg: c, now: opts.Now, client: opts.Client,
+		header: http.Header{"Content-Type": {"application/json"}}, sentIDs: map[string]struct{}{}}
+	for k, v := range c.Headers {
+		if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, fmt.Errorf("headers.%s: not a valid HTTP header", k))
+			continue
+		}
+		if strings.EqualFold(k, "Host") {
+			s.host = v
+			continue
+		}
+		s.header.Set(k, v)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("webhook %s: %w", name, errors.Join(errs...))
+	}
+	s.target = u.Scheme + "://" + u.Host + u.Path
+	switch a := c.Auth; {
+	case a.Username != "":
+		s.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.Username+":"+a.Secret)))
+	case a.Secret != "":
+		s.header.Set("Authorization", "Bearer "+a.Secret)
+	}
+	if c.SignatureKey != "" {
+		s.key = []byte(c.SignatureKey)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.client == nil {
+		s.ownsTr = newTransport(c)
+		s.client = &http.Client{Transport: s.ownsTr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	s.slots = make(chan *slot, c.Concurrency)
+	for range c.Concurrency {
+		s.slots <- &slot{}
+	}
+	return s, nil
+}
+
+func newTransport(c config.Webhook) *http.Transport {
+	tr, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		tr = tr.Clone()
+	} else {
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	}
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// allow-invalid-certs is the operator's explicit choice (Stalwart's
+		// setting of the same name), for receivers with self-signed certs.
+		InsecureSkipVerify: c.AllowInvalidCerts, //nolint:gosec
+	}
+	tr.MaxIdleConnsPerHost = c.Concurrency
+	return tr
+}
+
+// validHeaderName reports whether k is an HTTP token.
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Close releases idle connections of the client New built. It is
+// idempotent; Write fails after it.
+func (s *Sink) Close(context.Context) error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.ownsTr != nil {
+		s.ownsTr.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Write delivers batch; see the package documentation for the outcomes.
+// Nil events are ignored.
+func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
+	if s.closed.Load() {
+		return fmt.Errorf("webhook %s: write after close", s.name)
+	}
+	send, discarded, cutoff := s.partition(batch)
+	chunks := split(send, s.cfg.BatchSize)
+	errs := s.deliver(ctx, chunks)
+
+	var retry, perm []error
+	var after time.Duration
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var se *StatusError
+		if errors.As(err, &se) && !se.Retryable() {
+			perm = append(perm, err)
+			continue
+		}
+		retry = append(retry, err)
+		if se != nil {
+			after = max(after, se.RetryAfter)
+		}
+	}
+	if len(retry) > 0 {
+		err := fmt.Errorf("webhook %s: %d of %d requests failed: %w", s.name, len(retry)+len(perm), len(chunks), errors.Join(retry...))
+		if after > 0 {
+			return &RetryAfterError{After: after, Err: err}
+		}
+		return err
+	}
+	// No retryable failure: the batch is finished, whatever happened.
+	s.mu.Lock()
+	clear(s.sentIDs)
+	s.mu.Unlock()
+	if len(discarded) > 0 {
+		perm = append(perm, &DiscardedError{IDs: discarded, Cutoff: cutoff})
+	}
+	if len(perm) == 0 {
+		return nil
+	}
+	return pipeline.Permanent(fmt.Errorf("webhook %s: %w", s.name, errors.Join(perm...)))
+}
+
+// partition returns the events of batch to send (not delivered yet, not
+// too old, first of their id) and the ids of those too old to send. It
+// forgets delivered ids that are not in batch.
+func (s *Sink) partition(batch []*schema.Event) (send []*schema.Event, discarded []string, cutoff time.Time) {
+	if d := s.cfg.DiscardAfter.D(); d > 0 {
+		cutoff = s.now().Add(-d)
+	}
+	inBatch := make(map[string]struct{}, len(batch))
+	send = make([]*schema.Event, 0, len(batch))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range batch {
+		if ev == nil {
+			continue
+		}
+		if ev.ID != "" {
+			if _, dup := inBatch[ev.ID]; dup {
+				continue
+			}
+			inBatch[ev.ID] = struct{}{}
+		}
+		if !cutoff.IsZero() && ev.Time.Before(cutoff) {
+			discarded = append(discarded, ev.ID)
+			continue
+		}
+		if _, done := s.sentIDs[ev.ID]; done && ev.ID != "" {
+			continue
+		}
+		send = append(send, ev)
+	}
+	for id := range s.sentIDs {
+		if _, ok := inBatch[id]; !ok {
+			delete(s.sentIDs, id)
+		}
+	}
+	return send, discarded, cutoff
+}
+
+// split cuts events into chunks of at most n.
+func split(events []*schema.Event, n int) [][]*schema.Event {
+	var chunks [][]*schema.Event
+	for len(events) > 0 {
+		k := min(n, len(events))
+		chunks = append(chunks, events[:k:k])
+		events = events[k:]
+	}
+	return chunks
+}
+
+// deliver POSTs the chunks, up to cfg.Concurrency at a time, and returns
+// the error of each (nil when delivered). After a retryable failure it
+// starts no further chunk: the receiver is struggling, and the retry of the
+// batch will send them.
+func (s *Sink) deliver(ctx context.Context, chunks [][]*schema.Event) []error {
+	errs := make([]error, len(chunks))
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool
+	)
+	for i, chunk := range chunks {
+		var sl *slot
+		select {
+		case sl = <-s.slots:
+		case <-ctx.Done():
+			sl = nil
+		}
+		if sl == nil || failed.Load() {
+			if sl != nil {
+				s.slots <- sl
+			}
+			for j := i; j < len(chunks); j++ {
+				errs[j] = fmt.Errorf("%d events not sent: %w", len(chunks[j]), errNotStarted(ctx))
+			}
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { s.slots <- sl }()
+			err := s.post(ctx, sl, chunk)
+			errs[i] = err
+			var se *StatusError
+			if err == nil {
+				s.remember(chunk)
+			} else if !errors.As(err, &se) || se.Retryable() {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func errNotStarted(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.New("an earlier request of the batch failed")
+}
+
+// remember records the ids of a delivered chunk.
+func (s *Sink) remember(chunk []*schema.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range chunk {
+		if ev.ID != "" {
+			s.sentIDs[ev.ID] = struct{}{}
+		}
+	}
+}
+
+// post sends one chunk on slot sl and classifies the answer.
+func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error {
+	body := AppendBody(make([]byte, 0, 256*len(chunk)), chunk)
+	if err := sl.wait(ctx, s.cfg.Throttle.D()); err != nil {
+		return fmt.Errorf("%d events not sent: throttled: %w", len(chunk), err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout.D())
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("post %d events to %s: %w", len(chunk), s.target, err)
+	}
+	req.Header = s.header.Clone()
+	if s.host != "" {
+		req.Host = s.host
+	}
+	if s.key != nil {
+		req.Header.Set("X-Signature", Sign(s.key, body))
+	}
+	sl.last = time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post %d events to %s: %w", len(chunk), s.target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		io.CopyN(io.Discard, resp.Body, drainLimit)
+		return nil
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, MaxSnippet))
+	io.CopyN(io.Discard, resp.Body, drainLimit)
+	se := &StatusError{StatusCode: resp.StatusCode, Body: string(snippet), URL: s.target}
+	if se.Retryable() {
+		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+			if mb := s.cfg.MaxBackoff.D(); mb > 0 {
+				d = min(d, mb)
+			}
+			se.RetryAfter = d
+		}
+	} else {
+		se.IDs = make([]string, 0, len(chunk))
+		for _, ev := range chunk {
+			se.IDs = append(se.IDs, ev.ID)
+		}
+	}
+	return fmt.Errorf("post %d events: %w", len(chunk), se)
+}
+
+// wait blocks until the slot may start its next POST.
+func (sl *slot) wait(ctx context.Context, throttle time.Duration) error {
+	if throttle <= 0 || sl.last.IsZero() {
+		return nil
+	}
+	d := time.Until(sl.last.Add(throttle))
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AppendBody appends the body of a POST carrying events,
+// {"events":[...]} with each event as schema.AppendStalwart writes it.
+func AppendBody(b []byte, events []*schema.Event) []byte {
+	b = append(b, `{"events":[`...)
+	for i, ev := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = schema.AppendStalwart(b, ev)
+	}
+	return append(b, "]}"...)
+}
+
+// Sign returns the X-Signature of body: the standard base64 encoding of its
+// HMAC-SHA256 with key, as Stalwart computes it.
+func Sign(key, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date
+// (a date in the past means now).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}

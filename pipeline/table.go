@@ -1,0 +1,76 @@
+package pipeline
+
+import (
+	"sync"
+
+	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/config"
+)
+
+// Target is one sink copy of an event: the ROUTED subject it is published
+// to and the sink's name.
+type Target struct {
+	Sink    string
+	Subject string
+}
+
+// Table is the routing decision for every event type, compiled once from
+// the sink specs and the effective levels. Looking up a catalog type
+// allocates nothing. A Table is safe for concurrent use.
+type Table struct {
+	specs   []config.SinkSpec
+	levels  *catalog.Levels
+	byIndex [][]Target
+
+	mu      sync.RWMutex
+	unknown map[string][]Target // cache for types outside the catalog
+}
+
+// maxUnknownTypes bounds the cache of routes for types outside the catalog.
+const maxUnknownTypes = 4096
+
+// NewTable compiles the routes of every catalog type.
+func NewTable(specs []config.SinkSpec, levels *catalog.Levels) *Table {
+	t := &Table{specs: specs, levels: levels, unknown: map[string][]Target{}}
+	all := catalog.All()
+	t.byIndex = make([][]Target, len(all))
+	for i := range all {
+		t.byIndex[i] = t.compute(all[i].ID, levels.OfType(&all[i]))
+	}
+	return t
+}
+
+func (t *Table) compute(id string, lv catalog.Level) []Target {
+	var out []Target
+	for i := range t.specs {
+		if t.specs[i].Wants(id, lv) {
+			out = append(out, Target{Sink: t.specs[i].Name, Subject: RoutedPrefix + t.specs[i].Name + "." + id})
+		}
+	}
+	return out
+}
+
+// Route returns the copies an event of type id must be sent to. The result
+// must not be modified. Known is false for a type outside the catalog (it
+// is routed by the level override for its id, or by the default level).
+func (t *Table) Route(id string) (targets []Target, known bool) {
+	if et, ok := catalog.Lookup(id); ok {
+		return t.byIndex[et.Index], true
+	}
+	t.mu.RLock()
+	r, ok := t.unknown[id]
+	t.mu.RUnlock()
+	if ok {
+		return r, false
+	}
+	r = t.compute(id, t.levels.Of(id))
+	t.mu.Lock()
+	if len(t.unknown) < maxUnknownTypes {
+		t.unknown[id] = r
+	}
+	t.mu.Unlock()
+	return r, false
+}
+
+// Specs returns the sink specs the table was compiled from.
+func (t *Table) Specs() []config.SinkSpec { return t.specs }
