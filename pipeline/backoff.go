@@ -44,6 +44,39 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// EventIDs is implemented by errors that concern only some events of a
+// batch (a rejected chunk, events too old to send).
+type EventIDs interface{ EventIDs() []string }
+
+// RetryAfter is implemented by retryable errors for which the destination
+// said when to come back (HTTP Retry-After).
+type RetryAfter interface{ RetryAfter() time.Duration }
+
+// FailedEventIDs returns the ids of the events a Write error is about,
+// collected from every error in its tree (wrapped with %w or joined) that
+// implements EventIDs. It returns nil when the error names no events: then
+// the whole batch failed.
+func FailedEventIDs(err error) []string {
+	var ids []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+			return
+		case EventIDs:
+			ids = append(ids, e.EventIDs()...)
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		default:
+			walk(errors.Unwrap(err))
+		}
+	}
+	walk(err)
+	return ids
+}
+
 // IsPermanent reports whether err, or an error it wraps, is permanent.
 func IsPermanent(err error) bool {
 	var p *PermanentError

@@ -19,9 +19,13 @@ import (
 // Contract: Write is called by one goroutine at a time with a batch of
 // events in stream order. It returns nil only when every event of the batch
 // is written; the runtime then acks the batch. An error marked with
-// Permanent sends the batch to the DLQ with the error as the reason; any
-// other error is retried with exponential backoff and jitter, and after
-// MaxDeliver attempts the batch goes to the DLQ. Write must honour ctx.
+// Permanent sends the batch to the DLQ with the error as the reason; if the
+// error names events (see EventIDs and FailedEventIDs), only those are
+// dead-lettered and the rest are acked as written. Any other error is
+// retried with exponential backoff and full jitter (no sooner than a
+// RetryAfter error asks), and after MaxDeliver attempts the batch goes to
+// the DLQ. A retried Write gets the same batch again, so a sink that wrote
+// part of it must not write that part twice. Write must honour ctx.
 // Close flushes and releases resources; it is idempotent and safe to call
 // without a Write.
 type Sink interface {
@@ -226,18 +230,15 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 		if IsPermanent(err) || attempt >= r.opts.MaxDeliver {
-			reason := err
-			if !IsPermanent(err) {
-				reason = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-			}
-			r.log.Error().Err(reason).Int("events", len(events)).Msg("dead-lettering batch")
-			for _, m := range good {
-				r.deadLetter(m, reason)
-			}
+			r.giveUp(events, good, err, attempt)
 			return
 		}
 		r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
 		wait := Backoff(attempt, r.opts.BackoffBase, r.opts.BackoffMax)
+		var ra RetryAfter
+		if errors.As(err, &ra) {
+			wait = max(wait, ra.RetryAfter())
+		}
 		r.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", wait).Msg("write failed; retrying")
 		if !r.sleep(wctx, wait, good) {
 			// Stopping: leave the batch unacked for redelivery.
@@ -247,6 +248,31 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 	}
+}
+
+// giveUp dead-letters what a failed write is about: only the events the
+// error names when it names some (the others were written and are acked),
+// else the whole batch.
+func (r *SinkRunner) giveUp(events []*schema.Event, msgs []jetstream.Msg, err error, attempt int) {
+	reason := err
+	if !IsPermanent(err) {
+		reason = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+	}
+	failed := map[string]bool{}
+	for _, id := range FailedEventIDs(err) {
+		failed[id] = true
+	}
+	r.log.Error().Err(reason).Int("events", len(events)).Int("named", len(failed)).Msg("dead-lettering")
+	written := 0
+	for i, m := range msgs {
+		if len(failed) > 0 && !failed[events[i].ID] {
+			m.Ack()
+			written++
+			continue
+		}
+		r.deadLetter(m, reason)
+	}
+	r.metrics.Written.WithLabelValues(r.name).Add(float64(written))
 }
 
 // sleep waits d while keeping the batch's messages from being redelivered

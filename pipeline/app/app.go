@@ -96,9 +96,11 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 		p.Close()
 		return nil, err
 	}
-	p.Conn.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+	p.Conn.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
 		p.Health.Set("nats", errors.New("disconnected"))
-		p.Log.Warn().Err(err).Msg("disconnected from NATS")
+		if !nc.IsDraining() && !nc.IsClosed() {
+			p.Log.Warn().Err(err).Msg("disconnected from NATS")
+		}
 	})
 	p.Conn.SetReconnectHandler(func(nc *nats.Conn) {
 		p.Health.Set("nats", nil)

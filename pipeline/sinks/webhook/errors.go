@@ -1,11 +1,12 @@
 package webhook
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline"
 )
 
 // StatusError is an answer of the receiver other than 2xx.
@@ -58,6 +59,9 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
+// RetryAfter returns After (it implements pipeline.RetryAfter).
+func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
+
 // DiscardedError lists the events of a batch that Write did not send
 // because they were older than discard-after. It comes wrapped in a
 // pipeline.Permanent error; the other events of the batch were delivered.
@@ -78,27 +82,6 @@ func (e *DiscardedError) EventIDs() []string { return e.IDs }
 // FailedIDs returns the ids of the events a permanent error of Write is
 // about; the other events of the batch were delivered, and only these must
 // be dead-lettered. It returns nil when err names no events, in which case
-// the whole batch failed.
-//
-// It collects the ids of every *StatusError and *DiscardedError in err's
-// tree (errors wrapped with %w or joined with errors.Join).
-func FailedIDs(err error) []string {
-	var ids []string
-	var walk func(error)
-	walk = func(err error) {
-		switch e := err.(type) {
-		case nil:
-			return
-		case interface{ EventIDs() []string }:
-			ids = append(ids, e.EventIDs()...)
-		case interface{ Unwrap() []error }:
-			for _, x := range e.Unwrap() {
-				walk(x)
-			}
-		default:
-			walk(errors.Unwrap(err))
-		}
-	}
-	walk(err)
-	return ids
-}
+// the whole batch failed. (The sink runtime does this for every sink with
+// pipeline.FailedEventIDs.)
+func FailedIDs(err error) []string { return pipeline.FailedEventIDs(err) }
