@@ -34,6 +34,7 @@ Commands:
   run        route events from EVENTS to the sinks' subjects (the default)
   up         run the whole pipeline in one process: embedded NATS, router,
              sinks and a synthetic publisher (a demo, or a single machine)
+  replay     run history from EVENTS through the rules of a configuration
   validate   check a configuration file and print every error
   catalog    list every event type: id, source, native name, level, description
 
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRouter(ctx, args, stderr)
 	case "up":
 		return runUp(ctx, args, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args, stdout, stderr)
 	case "validate":
 		return runValidate(args, stdout, stderr)
 	case "catalog":

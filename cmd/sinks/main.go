@@ -33,7 +33,10 @@ func main() {
 const usage = `usage: sinks [command] [flags]
 
 Commands:
-  run   run the configured sinks (the default)
+  run      run the configured sinks (the default)
+  replay   re-deliver a sink's history through its writer
+  tail     print decoded events of subjects live (wildcards allowed)
+  dlq      list, show and re-drive dead letters
 
 Run "sinks COMMAND --help" for the flags of a command.
 `
@@ -46,6 +49,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return runSinks(ctx, args, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args, stdout, stderr)
+	case "tail":
+		return runTail(ctx, args, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
