@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailtel/mailtel/pipeline/config"
 )
 
 // Headers of a dead letter.
@@ -41,7 +43,7 @@ type Letter struct {
 // valid event id).
 func (l *Letter) Subject() string {
 	id := l.EventID
-	if SubjectEventID(id) == "" {
+	if !config.ValidEventID(id) {
 		id = "unknown"
 	}
 	return DLQPrefix + l.Stage + "." + id

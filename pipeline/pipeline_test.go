@@ -225,26 +225,70 @@ func TestRouterDeadLettersGarbage(t *testing.T) {
 	all := newRecorder()
 	go pipeline.NewSinkRunner(env.JS, "all", all, pipeline.SinkOptionsFrom(cfg), zerolog.Nop(), m, h).Run(ctx)
 
-	if _, err := env.JS.Publish(ctx, "events.auth.success", []byte("\xc1 not msgpack")); err != nil {
+	good := event(7, "auth.success")
+	valid, err := schema.Marshal(&good)
+	if err != nil {
 		t.Fatal(err)
 	}
+	bad := []struct {
+		name, subject string
+		data          []byte
+		dlq           string // subject of the dead letter
+	}{
+		{"not msgpack", "events.auth.success", []byte("\xc1 not msgpack"), "dlq.router.auth.success"},
+		{"truncated", "events.auth.failed", valid[:len(valid)/2], "dlq.router.auth.failed"},
+		{"type differs from subject", "events.acme.error", valid, "dlq.router.acme.error"},
+		{"subject without an event id", "events.bogus", valid, "dlq.router.unknown"},
+		{"empty", "events.auth.banned", nil, "dlq.router.auth.banned"},
+	}
+	for _, b := range bad {
+		if _, err := env.JS.Publish(ctx, b.subject, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Good events behind the garbage are not blocked, including a type the
+	// catalog does not know (kept, routed at the default level info).
 	pub := pipeline.NewPublisher(env.JS, cfg.Levels, 8, nil)
-	if _, err := pub.PublishAll(ctx, []schema.Event{event(7, "auth.success")}); err != nil {
+	if _, err := pub.PublishAll(ctx, []schema.Event{good, event(8, "newer.event-type")}); err != nil {
 		t.Fatal(err)
 	}
-	// The good event behind the garbage is not blocked.
-	waitFor(t, 10*time.Second, func() bool { return all.count() == 1 })
+	waitFor(t, 10*time.Second, func() bool { return all.count() == 2 })
 	dlq, err := env.JS.Stream(ctx, cfg.Streams.DLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := dlq.GetLastMsgForSubject(ctx, "dlq.router.auth.success")
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			msg, err := dlq.GetLastMsgForSubject(ctx, b.dlq)
+			if err != nil {
+				t.Fatalf("dead letter on %s: %v", b.dlq, err)
+			}
+			if msg.Header.Get(pipeline.HeaderReason) == "" || string(msg.Data) != string(b.data) ||
+				msg.Header.Get(pipeline.HeaderSourceSubject) != b.subject {
+				t.Errorf("dead letter reason %q source %q data %q", msg.Header.Get(pipeline.HeaderReason), msg.Header.Get(pipeline.HeaderSourceSubject), msg.Data)
+			}
+		})
+	}
+	if got := testCounter(t, m, "mailtel_dead_lettered_total"); got != float64(len(bad)) {
+		t.Errorf("dead_lettered_total = %v, want %d", got, len(bad))
+	}
+}
+
+func testCounter(t *testing.T, m *obs.Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
 	if err != nil {
-		t.Fatalf("dead letter: %v", err)
+		t.Fatal(err)
 	}
-	if r := msg.Header.Get(pipeline.HeaderReason); r == "" || string(msg.Data) != "\xc1 not msgpack" {
-		t.Errorf("dead letter reason %q data %q", r, msg.Data)
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, c := range mf.GetMetric() {
+				sum += c.GetCounter().GetValue()
+			}
+		}
 	}
+	return sum
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {

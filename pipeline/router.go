@@ -239,10 +239,12 @@ func (r *Router) routedCounter(subject string) prometheus.Counter {
 }
 
 // SubjectEventID returns the event id carried by the last two tokens of a
-// mailtel subject, or "" when they are not a valid event id.
+// mailtel subject (events.<id>, routed.<sink>.<id>, dlq.<stage>.<id>), or
+// "" when the subject has fewer than three tokens or they are not a valid
+// event id.
 func SubjectEventID(subject string) string {
 	id := catalog.SubjectID(subject)
-	if !config.ValidEventID(id) {
+	if len(id) == len(subject) || !config.ValidEventID(id) {
 		return ""
 	}
 	return id

@@ -107,7 +107,7 @@ func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	defer p.Close()
 	began := time.Now()
-	counts, err := ingest.File(ctx, in, pub, p.JS, func(r ingest.Rejection) {
+	counts, err := ingest.FileLimits(ctx, in, pub, p.JS, ingest.LimitsFrom(p.Config.Publisher), func(r ingest.Rejection) {
 		fmt.Fprintf(stderr, "line %d: %v\n", r.Line, r.Err)
 	})
 	pub.Close(context.Background())

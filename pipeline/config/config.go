@@ -156,6 +156,10 @@ type Publisher struct {
 	Password     string `toml:"password"`
 	SignatureKey string `toml:"signature-key"`
 	Host         string `toml:"host"`
+	// Limits on one event; events beyond them are rejected and dead-lettered.
+	MaxFields int  `toml:"max-fields"`
+	MaxDepth  int  `toml:"max-depth"`
+	MaxString Size `toml:"max-string"`
 }
 
 // Router is `[router]`.
@@ -221,6 +225,7 @@ func Parse(data []byte) (*Config, error) {
 		}
 	}
 	c.applyDefaults()
+	errs = append(errs, c.expandSecrets()...)
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -271,6 +276,11 @@ func (c *Config) applyDefaults() {
 		c.Publisher.MaxBody = 8 << 20
 	}
 	defInt(&c.Publisher.MaxInFlight, 4096)
+	defInt(&c.Publisher.MaxFields, 512)
+	defInt(&c.Publisher.MaxDepth, 8)
+	if c.Publisher.MaxString == 0 {
+		c.Publisher.MaxString = 64 << 10
+	}
 	defInt(&c.Router.Workers, 2)
 	defInt(&c.Router.Batch, 500)
 	def(&c.Router.Consumer, "router")
@@ -437,6 +447,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Publisher.MaxInFlight < 1 {
 		add("publisher.max-in-flight", "must be at least 1")
+	}
+	if c.Publisher.MaxFields < 1 || c.Publisher.MaxFields > 4096 {
+		add("publisher.max-fields", "must be between 1 and 4096")
+	}
+	if c.Publisher.MaxDepth < 1 || c.Publisher.MaxDepth > 32 {
+		add("publisher.max-depth", "must be between 1 and 32")
+	}
+	if c.Publisher.MaxBody < 1024 {
+		add("publisher.max-body", "must be at least 1KiB")
 	}
 	if _, err := catalog.ParseLevel(c.Logging.Level); err != nil {
 		add("logging.level", "%v", err)

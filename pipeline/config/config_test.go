@@ -188,3 +188,47 @@ func TestUnits(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretsFromEnvAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "key"), []byte("from-file\n"), 0o600)
+	t.Setenv("MAILTEL_TEST_TOKEN", "from-env")
+	c, err := Parse([]byte(`
+[publisher]
+token = "%{env:MAILTEL_TEST_TOKEN}%"
+signature-key = "%{file:` + filepath.Join(dir, "key") + `}%"
+[webhook.w]
+url = "http://127.0.0.1:1/"
+events = ["*"]
+signature-key = "literal"
+headers = { "X-Api-Key" = "%{env:MAILTEL_TEST_TOKEN}%" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Publisher.Token != "from-env" || c.Publisher.SignatureKey != "from-file" ||
+		c.Webhooks["w"].SignatureKey != "literal" || c.Webhooks["w"].Headers["X-Api-Key"] != "from-env" {
+		t.Errorf("secrets not expanded: %+v %+v", c.Publisher, c.Webhooks["w"])
+	}
+
+	_, err = Parse([]byte("[publisher]\ntoken = \"%{env:MAILTEL_TEST_UNSET_VAR}%\"\npassword = \"%{file:/nonexistent/secret}%\"\n"))
+	if err == nil {
+		t.Fatal("unset variable and missing file accepted")
+	}
+	for _, want := range []string{"publisher.token: environment variable MAILTEL_TEST_UNSET_VAR is not set", "publisher.password: read secret file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestErrorsNeverShowSecrets(t *testing.T) {
+	// A bad value next to a secret: the error names keys, not the secret.
+	_, err := Parse([]byte("[webhook.w]\nurl = \"ftp://x\"\nevents = [\"*\"]\nsignature-key = \"hunter2-secret\"\n[publisher]\npassword = \"pa55-secret\"\nmax-in-flight = -1\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "secret") && (strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pa55")) {
+		t.Errorf("error shows a secret: %v", err)
+	}
+}

@@ -47,13 +47,14 @@ type Handler struct {
 	cfg     config.Publisher
 	log     zerolog.Logger
 	metrics *obs.Metrics
+	limits  Limits
 	mux     *http.ServeMux
 }
 
 // NewHandler returns the ingest handler. Authentication is required when
 // cfg sets a token, a user/password or a signature key.
 func NewHandler(pub *pipeline.Publisher, js jetstream.JetStream, cfg config.Publisher, log zerolog.Logger, m *obs.Metrics) *Handler {
-	h := &Handler{pub: pub, js: js, cfg: cfg, log: log, metrics: m, mux: http.NewServeMux()}
+	h := &Handler{pub: pub, js: js, cfg: cfg, log: log, metrics: m, limits: LimitsFrom(cfg), mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST "+PathStalwart, h.stalwart)
 	h.mux.HandleFunc("POST "+PathDovecot, h.dovecot)
 	return h
@@ -98,7 +99,11 @@ func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
 	var rej []rejected
 	for i, raw := range batch.Events {
 		var ev schema.Event
-		if err := schema.FromStalwart(raw, &ev); err != nil {
+		err := schema.FromStalwart(raw, &ev)
+		if err == nil {
+			err = h.limits.Check(&ev)
+		}
+		if err != nil {
 			rej = append(rej, rejected{Index: i, Error: err.Error()})
 			h.reject(r.Context(), raw, fmt.Errorf("stalwart event %d: %w", i, err))
 			continue
@@ -114,7 +119,11 @@ func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev schema.Event
-	if err := schema.FromDovecot(body, &ev); err != nil {
+	err := schema.FromDovecot(body, &ev)
+	if err == nil {
+		err = h.limits.Check(&ev)
+	}
+	if err != nil {
 		h.reject(r.Context(), body, fmt.Errorf("dovecot event: %w", err))
 		h.fail(w, http.StatusBadRequest, fmt.Errorf("parse dovecot event: %w", err))
 		return

@@ -64,8 +64,15 @@ func hasKey(data []byte, key string) bool {
 	}
 }
 
-// Decode parses one JSON event in either format into ev.
+// Decode parses one JSON event in either format into ev and checks it
+// against DefaultLimits.
 func Decode(data []byte, ev *schema.Event) (Format, error) {
+	return DecodeLimits(data, ev, DefaultLimits)
+}
+
+// DecodeLimits parses one JSON event in either format into ev and checks it
+// against the limits.
+func DecodeLimits(data []byte, ev *schema.Event, l Limits) (Format, error) {
 	f := Detect(data)
 	var err error
 	if f == Dovecot {
@@ -75,6 +82,9 @@ func Decode(data []byte, ev *schema.Event) (Format, error) {
 	}
 	if err != nil {
 		return f, fmt.Errorf("parse %s event: %w", f, err)
+	}
+	if err := l.Check(ev); err != nil {
+		return f, fmt.Errorf("%s event %s: %w", f, ev.ID, err)
 	}
 	return f, nil
 }
@@ -102,6 +112,11 @@ const MaxLine = 4 << 20
 // dead-lettered, and do not stop the rest. The returned error is about the
 // run itself (reading r, ctx ending); per-event failures are in Counts.
 func File(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstream.JetStream, reject func(Rejection)) (Counts, error) {
+	return FileLimits(ctx, r, pub, js, DefaultLimits, reject)
+}
+
+// FileLimits is File with the given limits on each event.
+func FileLimits(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstream.JetStream, limits Limits, reject func(Rejection)) (Counts, error) {
 	var c counters
 	var wg sync.WaitGroup
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -122,7 +137,7 @@ func File(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstrea
 			if errors.Is(err, errLineTooLong) {
 				perr = fmt.Errorf("line longer than %d bytes", MaxLine)
 			} else {
-				_, perr = Decode(line, ev)
+				_, perr = DecodeLimits(line, ev, limits)
 			}
 			if perr != nil {
 				c.rejected.Add(1)

@@ -25,7 +25,7 @@ import (
 	"github.com/mailtel/mailtel/schema"
 )
 
-func setup(t *testing.T) (*pipelinetest.Env, *config.Config, *pipeline.Publisher) {
+func setup(t testing.TB) (*pipelinetest.Env, *config.Config, *pipeline.Publisher) {
 	t.Helper()
 	env := pipelinetest.Start(t)
 	cfg := config.Default()
@@ -65,6 +65,9 @@ func stored(t *testing.T, js jetstream.JetStream, cfg *config.Config) map[string
 	}
 	return out
 }
+
+// pubConfig is the [publisher] section of the handler tests, without auth.
+func pubConfig() config.Publisher { return config.Default().Publisher }
 
 func dlqCount(t *testing.T, js jetstream.JetStream, cfg *config.Config) uint64 {
 	t.Helper()
