@@ -145,6 +145,12 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 
 	batch := make([]jetstream.Msg, 0, r.opts.Batch)
 	for {
+		// select picks at random among ready cases: check for shutdown
+		// first so that no new batch starts after it.
+		if ctx.Err() != nil {
+			r.release(msgs)
+			return nil
+		}
 		batch = batch[:0]
 		select {
 		case m, ok := <-msgs:
@@ -233,6 +239,15 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			r.giveUp(events, good, err, attempt)
 			return
 		}
+		if ctx.Err() != nil {
+			// Stopping: no retries now; another instance (or this one
+			// after a restart) gets the batch at once.
+			r.log.Warn().Err(err).Msg("write failed while stopping; releasing the batch")
+			for _, m := range good {
+				m.Nak()
+			}
+			return
+		}
 		r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
 		wait := Backoff(attempt, r.opts.BackoffBase, r.opts.BackoffMax)
 		var ra RetryAfter
@@ -240,7 +255,7 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			wait = max(wait, ra.RetryAfter())
 		}
 		r.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", wait).Msg("write failed; retrying")
-		if !r.sleep(wctx, wait, good) {
+		if !r.sleep(ctx, wait, good) {
 			// Stopping: leave the batch unacked for redelivery.
 			for _, m := range good {
 				m.Nak()

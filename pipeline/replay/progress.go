@@ -1,0 +1,98 @@
+package replay
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// IsTerminal reports whether w is a terminal (a character device).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Printer shows the progress of a replay. On a terminal it keeps one line
+// up to date (rewritten with \r, at most ten times a second); elsewhere (a
+// log, a pipe) it prints a plain line at most every Interval. The final
+// update always prints and ends the line. It is safe for concurrent use.
+type Printer struct {
+	w        io.Writer
+	tty      bool
+	interval time.Duration
+	label    string
+
+	mu    sync.Mutex
+	last  time.Time
+	width int
+}
+
+// NewPrinter returns a Printer writing to w, which is treated as a terminal
+// when tty is true; label starts every line ("replay siem").
+func NewPrinter(w io.Writer, tty bool, label string) *Printer {
+	p := &Printer{w: w, tty: tty, interval: time.Second, label: label}
+	if tty {
+		p.interval = 100 * time.Millisecond
+	}
+	return p
+}
+
+// Update shows pr, unless the previous line is too recent and pr is not
+// final.
+func (p *Printer) Update(pr Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if !pr.Final && now.Sub(p.last) < p.interval {
+		return
+	}
+	p.last = now
+	line := p.label + " " + FormatProgress(pr)
+	if !p.tty {
+		fmt.Fprintln(p.w, line)
+		return
+	}
+	pad := ""
+	if n := p.width - len(line); n > 0 {
+		pad = strings.Repeat(" ", n) // clear what is left of a longer line
+	}
+	p.width = len(line)
+	end := ""
+	if pr.Final {
+		end = "\n"
+	}
+	fmt.Fprintf(p.w, "\r%s%s%s", line, pad, end)
+}
+
+// FormatProgress renders pr as "1200/5000 events (24%), 3400/s, ETA 1s,
+// written 1190, skipped 10, failed 0".
+func FormatProgress(pr Progress) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d events", pr.Done, pr.Total)
+	if pr.Total > 0 {
+		fmt.Fprintf(&b, " (%d%%)", pr.Done*100/pr.Total)
+	}
+	rate := 0.0
+	if s := pr.Elapsed.Seconds(); s > 0 {
+		rate = float64(pr.Done) / s
+	}
+	fmt.Fprintf(&b, ", %.0f/s", rate)
+	switch {
+	case pr.Final:
+		fmt.Fprintf(&b, ", took %s", pr.Elapsed.Round(time.Millisecond))
+	case rate > 0 && pr.Total >= pr.Done:
+		eta := time.Duration(float64(pr.Total-pr.Done) / rate * float64(time.Second))
+		fmt.Fprintf(&b, ", ETA %s", eta.Round(time.Second))
+	default:
+		b.WriteString(", ETA ?")
+	}
+	fmt.Fprintf(&b, ", written %d, skipped %d, failed %d", pr.Written, pr.Skipped, pr.Failed)
+	return b.String()
+}
