@@ -1,0 +1,247 @@
+// Command bench measures mailtel end to end on one embedded NATS server
+// with file storage, and compares it with raw JetStream on the same server:
+//
+//	baseline  raw JetStream: async publish (Nats-Msg-Id, duplicates window)
+//	          of N 200-byte messages while a durable pull consumer acks them;
+//	          also publish only and consume only
+//	single    N synthetic events: Publisher -> router -> one log sink
+//	          (level trace, json); events/s from the first publish to the
+//	          last sink write
+//	fanout    the same with three sinks: log, metrics, a local webhook
+//	latency   paced events at half the single-sink rate: publish -> sink
+//	          write latency percentiles
+//
+// The router runs as a separate process (the real cmd/router binary), so
+// its CPU time, allocations and peak RSS per routed event are measured from
+// outside; sinks and the publisher run in this process on their own
+// connections. The table goes to stdout and, as JSON, to -out.
+//
+//	go run ./cmd/bench -short
+//	go run ./cmd/bench -soak 5m
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// Scenario names, in the order they run.
+const (
+	scBaseline = "baseline"
+	scSingle   = "single"
+	scFanout   = "fanout"
+	scLatency  = "latency"
+	scSoak     = "soak"
+	scSummary  = "summary"
+)
+
+var allScenarios = []string{scBaseline, scSingle, scFanout, scLatency}
+
+// options are the parsed flags.
+type options struct {
+	short      bool
+	n          int
+	out        string
+	only       []string
+	latency    time.Duration
+	rate       float64
+	soak       time.Duration
+	sample     time.Duration
+	router     string // "process" or "inproc"
+	routerBin  string
+	cpuprofile string
+	memprofile string
+	stall      time.Duration
+	timeout    time.Duration
+	seed       uint64
+	keep       bool
+}
+
+func (o *options) runs(sc string) bool { return slices.Contains(o.only, sc) }
+
+const synopsis = `usage: bench [-short] [-n N] [-out FILE] [-only LIST] [-soak D] [flags]
+
+Measures mailtel end to end on one embedded NATS server with file storage
+(random port, temporary store) and raw JetStream on the same server:
+  baseline  async publish of N 200-byte messages with Nats-Msg-Id while a
+            durable pull consumer acks them; publish only; consume only
+  single    N synthetic events: publisher -> router -> log sink (trace, json)
+  fanout    N events to three sinks: log, metrics, a webhook on 127.0.0.1
+  latency   paced events at half the single-sink rate: publish -> write
+            latency p50/p95/p99/max
+and the router's CPU time, allocations and peak RSS per routed event (the
+router runs as its own process, built from ./cmd/router). Prints one table
+and writes it as JSON to -out. With -soak D it runs the single-sink pipeline
+at half load for D instead, sampling the router's RSS, and reports whether
+it stays flat.`
+
+const example = `  go run ./cmd/bench -short
+  go run ./cmd/bench -n 300000 -out bench/results.json
+  go run ./cmd/bench -short -only single -router inproc -cpuprofile cpu.out -memprofile mem.out
+  go run ./cmd/bench -soak 5m`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	var only string
+	fs.BoolVar(&o.short, "short", false, "N=50,000 and a 4 s latency phase (default N=300,000 and 10 s); under 2 minutes on 2 cores")
+	fs.IntVar(&o.n, "n", 0, "`events` (and baseline messages) per throughput scenario; overrides -short's 50,000 and the default 300,000")
+	fs.StringVar(&o.out, "out", "bench/results.json", "`file` the results are written to as JSON")
+	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated `scenarios` to run: "+strings.Join(allScenarios, ", "))
+	fs.DurationVar(&o.latency, "latency", 0, "`duration` of the paced latency phase (default 10s, 4s with -short)")
+	fs.Float64Var(&o.rate, "rate", 0, "`rate` of the latency phase and the soak, in events/s (default: half the measured single-sink rate)")
+	fs.DurationVar(&o.soak, "soak", 0, "soak mode: run the single-sink pipeline at half load for `duration`, sampling the router's RSS")
+	fs.DurationVar(&o.sample, "sample", 10*time.Second, "`interval` between RSS samples of the soak")
+	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")
+	fs.StringVar(&o.routerBin, "router-bin", "", "router `binary` to run instead of building ./cmd/router")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (NATS server, publisher, sinks; the router too with -router inproc) to `file`")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of this process at the end of the run to `file` (with -router inproc it shows the router's allocations)")
+	fs.DurationVar(&o.stall, "stall", 30*time.Second, "fail when the pipeline makes no progress for `duration`")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "fail when one phase takes longer than `duration`")
+	fs.Uint64Var(&o.seed, "seed", 1, "`seed` of the synthetic events")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (NATS store, configs, sink output, router log) and print its path")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nExample:\n%s\n", example)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see -help)", fs.Arg(0))
+	}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			return nil, fmt.Errorf("-only: unknown scenario %q (want some of %s)", s, strings.Join(allScenarios, ", "))
+		}
+		o.only = append(o.only, s)
+	}
+	if len(o.only) == 0 {
+		return nil, fmt.Errorf("-only: no scenario named (want some of %s)", strings.Join(allScenarios, ", "))
+	}
+	switch {
+	case o.n < 0:
+		return nil, fmt.Errorf("-n %d: want a positive number of events", o.n)
+	case o.n == 0 && o.short:
+		o.n = 50_000
+	case o.n == 0:
+		o.n = 300_000
+	}
+	if o.latency < 0 {
+		return nil, fmt.Errorf("-latency %s: want a positive duration", o.latency)
+	} else if o.latency == 0 {
+		o.latency = 10 * time.Second
+		if o.short {
+			o.latency = 4 * time.Second
+		}
+	}
+	if o.rate < 0 {
+		return nil, fmt.Errorf("-rate %g: want a positive rate, or 0 for half the single-sink rate", o.rate)
+	}
+	if o.soak < 0 {
+		return nil, fmt.Errorf("-soak %s: want a positive duration", o.soak)
+	}
+	if o.sample <= 0 {
+		return nil, fmt.Errorf("-sample %s: want a positive duration", o.sample)
+	}
+	if o.stall <= 0 || o.timeout <= 0 {
+		return nil, fmt.Errorf("-stall and -timeout want positive durations")
+	}
+	if o.router != "process" && o.router != "inproc" {
+		return nil, fmt.Errorf("-router %q: want process or inproc", o.router)
+	}
+	if o.soak > 0 {
+		// The soak needs the single-sink rate unless told the rate.
+		o.only = nil
+		if o.rate == 0 {
+			o.only = []string{scSingle}
+		}
+	} else if o.runs(scLatency) && !o.runs(scSingle) && o.rate == 0 {
+		return nil, fmt.Errorf("-only %s: the latency phase runs at half the single-sink rate: add single, or give -rate", only)
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("create cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if o.memprofile != "" {
+		defer func() {
+			if err := writeAllocProfile(o.memprofile); err != nil {
+				fmt.Fprintln(stderr, "bench:", err)
+			}
+		}()
+	}
+	b, err := newBench(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	runErr := b.runAll(ctx)
+	b.finish()
+	if err := b.rep.Print(stdout); err != nil {
+		return fmt.Errorf("print results: %w", err)
+	}
+	if runErr != nil {
+		return fmt.Errorf("%w (the table above has what was measured before; no results file written)", runErr)
+	}
+	if err := b.rep.WriteJSON(o.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "results written to %s\n", o.out)
+	return nil
+}
+
+// writeAllocProfile writes the allocations sampled since the start.
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create allocation profile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("write allocation profile: %w", err)
+	}
+	return nil
+}

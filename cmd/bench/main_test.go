@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(*options) bool
+	}{
+		{"defaults", nil, "", func(o *options) bool { return o.n == 300_000 && o.latency == 10*time.Second && len(o.only) == 4 }},
+		{"short", []string{"-short"}, "", func(o *options) bool { return o.n == 50_000 && o.latency == 4*time.Second }},
+		{"n overrides short", []string{"-short", "-n", "7"}, "", func(o *options) bool { return o.n == 7 }},
+		{"soak measures the rate first", []string{"-soak", "1m"}, "", func(o *options) bool { return len(o.only) == 1 && o.only[0] == scSingle }},
+		{"soak at a given rate", []string{"-soak", "1m", "-rate", "100"}, "", func(o *options) bool { return len(o.only) == 0 }},
+		{"negative n", []string{"-n", "-1"}, "-n -1", nil},
+		{"unknown scenario", []string{"-only", "single,turbo"}, `unknown scenario "turbo"`, nil},
+		{"latency alone needs a rate", []string{"-only", "latency"}, "give -rate", nil},
+		{"latency alone with a rate", []string{"-only", "latency", "-rate", "10"}, "", func(o *options) bool { return o.rate == 10 }},
+		{"bad router", []string{"-router", "remote"}, `-router "remote"`, nil},
+		{"bad duration", []string{"-latency", "soon"}, "invalid value", nil},
+		{"negative rate", []string{"-rate", "-5"}, "-rate -5", nil},
+		{"stray argument", []string{"fast"}, `unexpected argument "fast"`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseFlags(tc.args, &stderr)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.wantErr) {
+					t.Fatalf("err %v (stderr %q), want %q", err, stderr.String(), tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(o) {
+				t.Errorf("options %+v", o)
+			}
+		})
+	}
+}
+
+func TestHelpHasExample(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"-help"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(stderr.String(), "Example:") || !strings.Contains(stderr.String(), "go run ./cmd/bench -short") {
+		t.Errorf("err %v, help:\n%s", err, stderr.String())
+	}
+}
+
+type result struct {
+	Meta struct {
+		N         int
+		Mode      string
+		Router    string
+		GoVersion string `json:"go_version"`
+	}
+	Rows []struct {
+		Scenario, Metric, Unit string
+		Value                  *float64
+	}
+}
+
+func (r result) get(t *testing.T, scenario, metric string) float64 {
+	t.Helper()
+	for _, row := range r.Rows {
+		if row.Scenario == scenario && row.Metric == metric {
+			if row.Value == nil {
+				t.Fatalf("%s %s has no value", scenario, metric)
+			}
+			return *row.Value
+		}
+	}
+	t.Fatalf("no row %s %s", scenario, metric)
+	return 0
+}
+
+func runBench(t *testing.T, args ...string) (result, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bench", "results.json")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := run(ctx, append(args, "-out", out, "-stall", "20s"), &stdout, &stderr); err != nil {
+		t.Fatalf("bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, stdout.String()
+}
+
+// TestRunInProcess runs every scenario on a few thousand events with the
+// router in this process: every figure is there and plausible.
+func TestRunInProcess(t *testing.T) {
+	r, table := runBench(t, "-n", "3000", "-latency", "1s", "-router", "inproc")
+	if r.Meta.N != 3000 || r.Meta.Router != "inproc" || r.Meta.GoVersion == "" {
+		t.Errorf("meta %+v", r.Meta)
+	}
+	for _, m := range []struct{ sc, metric string }{
+		{scBaseline, "publish only"}, {scBaseline, "consume only"}, {scBaseline, "publish+consume"},
+		{scSingle, "throughput"}, {scFanout, "throughput"}, {scLatency, "published rate"},
+	} {
+		if v := r.get(t, m.sc, m.metric); v <= 0 {
+			t.Errorf("%s %s = %v", m.sc, m.metric, v)
+		}
+	}
+	for _, sink := range []string{"log", "metrics", "hook"} {
+		if v := r.get(t, scFanout, "written "+sink); v != 3000 {
+			t.Errorf("fanout: %s wrote %v, want 3000 (every synthetic event has a level a trace sink and \"*\" take)", sink, v)
+		}
+	}
+	p50, p99 := r.get(t, scLatency, "publish->write p50"), r.get(t, scLatency, "publish->write p99")
+	if p50 <= 0 || p99 < p50 {
+		t.Errorf("latency p50 %v p99 %v", p50, p99)
+	}
+	if single := r.get(t, scSummary, "single/baseline"); single <= 0 {
+		t.Errorf("ratio %v", single)
+	}
+	if !strings.Contains(table, "publish->write p99") {
+		t.Errorf("table:\n%s", table)
+	}
+}
+
+// TestRunRouterProcess builds the real router and measures it from
+// outside.
+func TestRunRouterProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds cmd/router")
+	}
+	r, _ := runBench(t, "-n", "3000", "-only", "single")
+	if cpu := r.get(t, scSingle, "router cpu"); cpu <= 0 {
+		t.Errorf("router cpu %v µs/event", cpu)
+	}
+	if allocs := r.get(t, scSingle, "router allocs"); allocs <= 0 {
+		t.Errorf("router allocs %v per event", allocs)
+	}
+	if rss := r.get(t, scSingle, "router peak rss"); rss < 1 || rss > 4096 {
+		t.Errorf("router peak rss %v MiB", rss)
+	}
+}
+
+func TestSoak(t *testing.T) {
+	r, _ := runBench(t, "-soak", "2500ms", "-sample", "500ms", "-rate", "500", "-router", "inproc")
+	if r.Meta.Mode != "soak" {
+		t.Errorf("mode %q", r.Meta.Mode)
+	}
+	if n := r.get(t, scSoak, "rss samples (tail)"); n < 3 {
+		t.Errorf("%v samples", n)
+	}
+	if min, max := r.get(t, scSoak, "rss min (tail)"), r.get(t, scSoak, "rss max (tail)"); min <= 0 || max < min {
+		t.Errorf("rss min %v max %v", min, max)
+	}
+}
+
+// TestInterrupted stops a run from outside: it fails saying so, and leaves
+// no temporary directory behind.
+func TestInterrupted(t *testing.T) {
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "mailtel-bench-*"))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"-n", "2000", "-only", "single,latency", "-latency", "30s", "-router", "inproc",
+		"-out", filepath.Join(t.TempDir(), "r.json")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Fatalf("err %v", err)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "mailtel-bench-*"))
+	if len(after) > len(before) {
+		t.Errorf("temporary directories left: before %v, after %v", before, after)
+	}
+}

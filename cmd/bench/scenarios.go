@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/benchkit"
+	"github.com/mailtel/mailtel/pipeline/synth"
+	"github.com/mailtel/mailtel/schema"
+)
+
+// throughput publishes evs as fast as the Publisher takes them and reports
+// events/s from the first publish to the last sink write, the router's
+// cost, and checks that every sink wrote what the routing table sends it
+// (and the log sink's files hold exactly those lines).
+func (b *bench) throughput(ctx context.Context, sc string, fanout bool, evs []schema.Event) error {
+	b.progress("%s: %d events: publisher -> router -> %s", sc, len(evs), map[bool]string{false: "log sink", true: "log, metrics and webhook sinks"}[fanout])
+	s, err := b.startStage(ctx, sc, fanout, nil, "")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	b.setting("sink.log", "type=log level=trace format=json rotate=daily")
+	b.setting("router", fmt.Sprintf("workers=%d batch=%d", s.cfg.Router.Workers, s.cfg.Router.Batch))
+	b.setting("publisher.max_in_flight", strconv.Itoa(s.cfg.Publisher.MaxInFlight))
+	b.setting("sinks.batch", strconv.Itoa(s.cfg.Sinks.Batch))
+	if fanout {
+		w := s.cfg.Webhooks[hookSink]
+		b.setting("sink.hook", fmt.Sprintf("webhook to 127.0.0.1 events=* batch-size=%d concurrency=%d throttle=%s (default 1s)",
+			w.BatchSize, w.Concurrency, w.Throttle.D()))
+	}
+
+	n := int64(len(evs))
+	expected := map[string]int64{}
+	for i := range evs {
+		ts, _ := s.table.Route(evs[i].Type)
+		for _, t := range ts {
+			expected[t.Sink]++
+		}
+	}
+	r0, err := s.router.sample(ctx)
+	if err != nil {
+		return err
+	}
+	var published, acked, failed, dups, lastAck atomic.Int64
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	pubErr := make(chan error, 1)
+	cpu0, t0 := benchkit.SelfCPU(), time.Now()
+	go func() {
+		for i := range evs {
+			err := s.pub.Publish(pctx, &evs[i], func(a pipeline.Ack) {
+				switch {
+				case a.Err != nil:
+					failed.Add(1)
+				case a.Duplicate:
+					dups.Add(1)
+				}
+				// Acks come from one goroutine: store the time first.
+				if acked.Load() == n-1 {
+					lastAck.Store(time.Now().UnixNano())
+				}
+				acked.Add(1)
+			})
+			if err != nil {
+				pubErr <- err
+				return
+			}
+			published.Add(1)
+		}
+		pubErr <- nil
+	}()
+	werr := b.waitUntil(ctx, sc, func() (bool, int64) {
+		return s.done(expected) || failed.Load() > 0, s.progress() + acked.Load()
+	}, func() string { return s.diag(ctx, published.Load(), acked.Load(), expected) })
+	pcancel()
+	if err := <-pubErr; err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return werr
+	}
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d events could not be published", f)
+	}
+	end, cpu := s.lastWrite(), benchkit.SelfCPU()-cpu0
+	r1, err := s.router.sample(ctx)
+	if err != nil {
+		return err
+	}
+	wall := end.Sub(t0)
+	b.rep.Add(sc, "throughput", rate(n, wall), "events/s")
+	b.rep.Add(sc, "wall", wall.Seconds(), "s")
+	b.rep.Add(sc, "publish acked", rate(n, time.Unix(0, lastAck.Load()).Sub(t0)), "events/s")
+	for _, name := range s.sinkNames {
+		b.rep.Add(sc, "written "+name, float64(s.writtenBy(name)), "events")
+	}
+	if fanout {
+		b.rep.Add(sc, "copies routed", r1.Routed-r0.Routed, "copies")
+		b.rep.Add(sc, "webhook requests", float64(s.hookReqs.Load()), "requests")
+	}
+	b.addRouterRows(sc, r0, r1, n)
+	b.rep.Add(sc, "bench process cpu", perEvent(cpu, n), "µs/event")
+
+	// The outcome, checked: nothing duplicated, nothing dead-lettered, the
+	// log files hold one line per event the log sink should get.
+	if d := dups.Load(); d > 0 {
+		return fmt.Errorf("JetStream called %d of %d fresh events duplicates", d, n)
+	}
+	if q, err := s.dlq(ctx); err != nil {
+		return err
+	} else if q > 0 {
+		return fmt.Errorf("%d messages were dead-lettered; %s", q, s.diag(ctx, published.Load(), acked.Load(), expected))
+	}
+	lines, err := s.logLines()
+	if err != nil {
+		return err
+	}
+	if lines != expected[logSink] {
+		return fmt.Errorf("the log sink's files hold %d lines, want %d", lines, expected[logSink])
+	}
+	return nil
+}
+
+// paced publishes synthetic events at rate for d, in bursts every
+// millisecond, through the single-sink pipeline, and measures for each
+// event the time from just before Publish to the return of the log sink's
+// Write that carried it. For the soak it also samples the router's resident
+// memory every -sample and reports its trend.
+func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration) error {
+	if !(r > 0) || math.IsInf(r, 0) {
+		return fmt.Errorf("no rate to pace at (the single-sink scenario measured none; give -rate)")
+	}
+	b.progress("%s: %.0f events/s for %s: publisher -> router -> log sink", sc, r, d)
+	rec := benchkit.NewLatencyRecorder()
+	maxBytes := ""
+	if sc == scSoak {
+		maxBytes = "1GiB" // keep the disk use of a long soak bounded
+	}
+	s, err := b.startStage(ctx, sc, false, rec, maxBytes)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	b.setting(sc+".pacing", "bursts every 1ms")
+	if maxBytes != "" {
+		b.setting(sc+".streams_max_bytes", maxBytes)
+	}
+
+	gen := synth.New(synth.Options{Seed: b.o.seed + 1})
+	var ev schema.Event
+	expected := map[string]int64{}
+	var acked, failed atomic.Int64
+	var ackMu sync.Mutex
+	var ackLat []time.Duration
+	r0, err := s.router.sample(ctx)
+	if err != nil {
+		return err
+	}
+
+	// Memory samples (soak only): the router's RSS, or this process's
+	// when the router runs here.
+	var samples []benchkit.Sample
+	var sampleErr error
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(sampled)
+		if sc != scSoak {
+			return
+		}
+		t := time.NewTicker(b.o.sample)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+			rss, err := b.rss(ctx, s.router)
+			if err != nil {
+				sampleErr = err
+				return
+			}
+			at := time.Since(start)
+			samples = append(samples, benchkit.Sample{At: at, Value: mib(rss)})
+			b.progress("soak %s: router rss %.1f MiB, written %d", at.Round(time.Second), mib(rss), s.writtenBy(logSink))
+		}
+	}()
+	defer func() {
+		select {
+		case <-stopSampling:
+		default:
+			close(stopSampling)
+		}
+		<-sampled
+	}()
+
+	cpu0 := benchkit.SelfCPU()
+	var sent int64
+	lastProgress, lastWritten := start, int64(0)
+	for {
+		el := time.Since(start)
+		if el >= d {
+			break
+		}
+		for target := int64(el.Seconds()*r) + 1; sent < target; sent++ {
+			gen.Next(&ev)
+			ts, _ := s.table.Route(ev.Type)
+			for _, t := range ts {
+				expected[t.Sink]++
+			}
+			now := time.Now()
+			if len(ts) > 0 {
+				rec.Published(ev.ID, now)
+			}
+			err := s.pub.Publish(ctx, &ev, func(a pipeline.Ack) {
+				lat := time.Since(now)
+				if a.Err != nil {
+					failed.Add(1)
+				}
+				ackMu.Lock()
+				ackLat = append(ackLat, lat)
+				ackMu.Unlock()
+				acked.Add(1)
+			})
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+		}
+		if f := failed.Load(); f > 0 {
+			return fmt.Errorf("%d events could not be published", f)
+		}
+		if w := s.writtenBy(logSink); w != lastWritten {
+			lastProgress, lastWritten = time.Now(), w
+		} else if time.Since(lastProgress) > b.o.stall {
+			return fmt.Errorf("the log sink wrote nothing for %s while events were published: %s", b.o.stall,
+				s.diag(ctx, sent, acked.Load(), expected))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", ctx.Err(), s.diag(ctx, sent, acked.Load(), expected))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	pubDur := time.Since(start)
+	close(stopSampling)
+	<-sampled
+	if sampleErr != nil {
+		return sampleErr
+	}
+	err = b.waitUntil(ctx, sc, func() (bool, int64) {
+		return (s.done(expected) && acked.Load() == sent) || failed.Load() > 0, s.progress() + acked.Load()
+	}, func() string { return s.diag(ctx, sent, acked.Load(), expected) })
+	if err != nil {
+		return err
+	}
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d events could not be published", f)
+	}
+	cpu := benchkit.SelfCPU() - cpu0
+	r1, err := s.router.sample(ctx)
+	if err != nil {
+		return err
+	}
+	lat, unmatched, pending := rec.Result()
+	if pending > 0 {
+		return fmt.Errorf("%d published events were never written", pending)
+	}
+	l := benchkit.Summarize(lat)
+	ackMu.Lock()
+	al := benchkit.Summarize(ackLat)
+	ackMu.Unlock()
+
+	b.rep.Add(sc, "target rate", r, "events/s")
+	b.rep.Add(sc, "published rate", rate(sent, pubDur), "events/s")
+	b.rep.Add(sc, "duration", pubDur.Seconds(), "s")
+	b.rep.Add(sc, "events measured", float64(l.N), "events")
+	b.rep.Add(sc, "publish->write p50", ms(l.P50), "ms")
+	b.rep.Add(sc, "publish->write p95", ms(l.P95), "ms")
+	b.rep.Add(sc, "publish->write p99", ms(l.P99), "ms")
+	b.rep.Add(sc, "publish->write max", ms(l.Max), "ms")
+	b.rep.Add(sc, "publish->write mean", ms(l.Mean), "ms")
+	b.rep.Add(sc, "publish->ack p50", ms(al.P50), "ms")
+	b.rep.Add(sc, "publish->ack p99", ms(al.P99), "ms")
+	if unmatched > 0 {
+		b.rep.Add(sc, "writes of no pending event", float64(unmatched), "events")
+	}
+	b.addRouterRows(sc, r0, r1, sent)
+	b.rep.Add(sc, "bench process cpu", perEvent(cpu, sent), "µs/event")
+
+	if sc == scSoak {
+		if len(samples) < 2 {
+			return fmt.Errorf("soak: %d memory samples; make -soak at least twice -sample", len(samples))
+		}
+		who := "router"
+		if b.o.router == "inproc" {
+			who = "bench process (router in process)"
+		}
+		b.setting("soak.rss_of", who)
+		b.setting("soak.flat_when", fmt.Sprintf("max/min <= %.2f and fitted growth <= %.0f%% over the last %.0f%% of samples",
+			benchkit.MaxRatio, benchkit.MaxGrowth*100, benchkit.TailFraction*100))
+		t := benchkit.Analyse(samples)
+		b.rep.Add(sc, "rss samples (tail)", float64(t.Samples), "samples")
+		b.rep.Add(sc, "rss first (tail)", t.First, "MiB")
+		b.rep.Add(sc, "rss last", t.Last, "MiB")
+		b.rep.Add(sc, "rss min (tail)", t.Min, "MiB")
+		b.rep.Add(sc, "rss max (tail)", t.Max, "MiB")
+		b.rep.Add(sc, "rss max/min (tail)", t.Ratio, "ratio")
+		b.rep.Add(sc, "rss slope (tail)", t.SlopePerMinute, "MiB/min")
+		b.rep.Add(sc, "rss growth (tail)", t.Growth*100, "%")
+		flat := 0.0
+		if t.Flat {
+			flat = 1
+		}
+		b.rep.Add(sc, "rss flat", flat, "1=yes")
+		b.rep.Series = map[string][]benchkit.Sample{"soak rss MiB": samples}
+	}
+	return nil
+}
+
+// rss returns the router's resident memory, or this process's when the
+// router runs here.
+func (b *bench) rss(ctx context.Context, r router) (int64, error) {
+	rs, err := r.sample(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if rs.RSS >= 0 {
+		return rs.RSS, nil
+	}
+	p, err := benchkit.ReadProc(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	return p.RSS, nil
+}
