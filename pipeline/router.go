@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,16 +40,42 @@ type RouterOptions struct {
 // Nats-Msg-Id "<stream sequence>.<sink>", so those already stored are not
 // stored twice). A message whose payload is not an event is stored in DLQ
 // on dlq.router.<id> with the reason, then acked.
+//
+// The hot path decides from the subject alone (schema.Peek checks the
+// payload's head without decoding fields), publishes the copies
+// asynchronously, and learns of their acknowledgements from the JetStream
+// context's ack handler, so no goroutine waits per event.
 type Router struct {
-	js      jetstream.JetStream
+	js      jetstream.JetStream // for consumers and dead letters
+	pub     jetstream.JetStream // for copies; its handlers settle them
 	table   *Table
 	opts    RouterOptions
 	log     zerolog.Logger
 	metrics *obs.Metrics
 	health  *obs.Health
+
+	received, redelivered, retried, dlqs prometheus.Counter
+	routed                               map[string]prometheus.Counter // by sink
+
+	mu      sync.Mutex
+	pending map[*nats.Msg]*routing // copy -> its source
+	idle    *sync.Cond             // signalled when pending empties
 }
 
-// NewRouter returns a router over the table.
+// routing is one EVENTS message whose copies are being stored.
+type routing struct {
+	msg    jetstream.Msg
+	copies atomic.Int32 // copies not yet acknowledged
+	failed atomic.Bool
+}
+
+// copyTimeout bounds how long a copy may wait for its acknowledgement
+// before it counts as failed (and the source is redelivered).
+const copyTimeout = 15 * time.Second
+
+// NewRouter returns a router over the table. It uses js for its consumer
+// and dead letters, and a JetStream context of its own on the same
+// connection for the copies.
 func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *Router {
 	if opts.Workers < 1 {
 		opts.Workers = 1
@@ -58,7 +86,19 @@ func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zer
 	if opts.AckWait == 0 {
 		opts.AckWait = 30 * time.Second
 	}
-	return &Router{js: js, table: table, opts: opts, log: log, metrics: m, health: h}
+	r := &Router{js: js, table: table, opts: opts, log: log, metrics: m, health: h,
+		received:    m.Received.WithLabelValues("router"),
+		redelivered: m.Redelivered.WithLabelValues("router"),
+		retried:     m.Retried.WithLabelValues("router"),
+		dlqs:        m.DeadLettered.WithLabelValues("router"),
+		routed:      map[string]prometheus.Counter{},
+		pending:     map[*nats.Msg]*routing{},
+	}
+	r.idle = sync.NewCond(&r.mu)
+	for _, s := range table.Specs() {
+		r.routed[s.Name] = m.Routed.WithLabelValues(s.Name)
+	}
+	return r
 }
 
 // RouterOptionsFrom reads the router options from a configuration.
@@ -84,8 +124,18 @@ func (r *Router) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
-// Run routes until ctx ends, then finishes the messages in flight.
+// Run routes until ctx ends, then finishes the messages in flight (their
+// copies are awaited, then they are acked).
 func (r *Router) Run(ctx context.Context) error {
+	pub, err := jetstream.New(r.js.Conn(),
+		jetstream.WithPublishAsyncMaxPending(max(r.opts.Workers*r.opts.Batch*4, 4096)),
+		jetstream.WithPublishAsyncTimeout(copyTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { r.settle(m, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { r.settle(m, err) }))
+	if err != nil {
+		return fmt.Errorf("router jetstream context: %w", err)
+	}
+	r.pub = pub
 	cons, err := r.Consumer(ctx)
 	if err != nil {
 		return err
@@ -94,148 +144,146 @@ func (r *Router) Run(ctx context.Context) error {
 	defer r.health.Set("consumer", errors.New("stopped"))
 	go watchLag(ctx, cons, r.opts.Stream, r.opts.Consumer, r.metrics)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, r.opts.Workers)
+	ccs := make([]jetstream.ConsumeContext, 0, r.opts.Workers)
 	for i := 0; i < r.opts.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.work(ctx, cons); err != nil {
-				errs <- err
+		cc, err := cons.Consume(r.handle, jetstream.PullMaxMessages(r.opts.Batch),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				r.log.Warn().Err(err).Msg("router pull")
+			}))
+		if err != nil {
+			for _, c := range ccs {
+				c.Stop()
 			}
-		}()
+			return fmt.Errorf("router pull from %s: %w", r.opts.Consumer, err)
+		}
+		ccs = append(ccs, cc)
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	<-ctx.Done()
+	// Stop pulling, let the handlers finish what they were given, then wait
+	// for the copies in flight so their sources are acked, not redelivered.
+	for _, cc := range ccs {
+		cc.Drain()
+	}
+	for _, cc := range ccs {
+		select {
+		case <-cc.Closed():
+		case <-time.After(copyTimeout):
+		}
+	}
+	r.waitIdle(copyTimeout + time.Second)
+	return nil
 }
 
-type routing struct {
-	msg  jetstream.Msg
-	futs []jetstream.PubAckFuture
-	dlq  error // non-nil: dead-letter this message with the reason
-}
-
-func (r *Router) work(ctx context.Context, cons jetstream.Consumer) error {
-	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch))
+// handle routes one EVENTS message; it runs on a consume goroutine.
+func (r *Router) handle(msg jetstream.Msg) {
+	r.received.Inc()
+	md, err := msg.Metadata()
 	if err != nil {
-		return fmt.Errorf("router pull from %s: %w", r.opts.Consumer, err)
+		r.deadLetter(msg, fmt.Errorf("read message metadata: %w", err))
+		return
 	}
-	go func() { <-ctx.Done(); it.Drain() }()
-
-	inflight := make(chan routing, r.opts.Batch)
-	ackDone := make(chan struct{})
-	go func() { defer close(ackDone); r.acker(inflight) }()
-	defer func() { close(inflight); <-ackDone }()
-
-	received := r.metrics.Received.WithLabelValues("router")
-	redelivered := r.metrics.Redelivered.WithLabelValues("router")
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
-			r.log.Warn().Err(err).Msg("router pull")
-			continue
-		}
-		received.Inc()
-		md, err := msg.Metadata()
-		if err != nil {
-			inflight <- routing{msg: msg, dlq: fmt.Errorf("read message metadata: %w", err)}
-			continue
-		}
-		if md.NumDelivered > 1 {
-			redelivered.Inc()
-		}
-		inflight <- r.route(msg, md.Sequence.Stream)
+	if md.NumDelivered > 1 {
+		r.redelivered.Inc()
 	}
-}
-
-// route publishes the copies of one message asynchronously. Its decision
-// reads the subject only; the payload is checked with schema.Peek, which
-// decodes nothing but the envelope head.
-func (r *Router) route(msg jetstream.Msg, seq uint64) routing {
 	id := SubjectEventID(msg.Subject())
 	if id == "" {
-		return routing{msg: msg, dlq: fmt.Errorf("subject %q does not end in an event id", msg.Subject())}
+		r.deadLetter(msg, fmt.Errorf("subject %q does not end in an event id", msg.Subject()))
+		return
 	}
 	if _, typ, _, err := schema.Peek(msg.Data()); err != nil {
-		return routing{msg: msg, dlq: fmt.Errorf("decode event: %w", err)}
+		r.deadLetter(msg, err) // schema says what it was decoding
+		return
 	} else if typ != id {
-		return routing{msg: msg, dlq: fmt.Errorf("event type %q does not match subject %q", typ, msg.Subject())}
+		r.deadLetter(msg, fmt.Errorf("event type %q does not match subject %q", typ, msg.Subject()))
+		return
 	}
 	targets, known := r.table.Route(id)
 	if !known {
 		r.metrics.UnknownTypes.Inc()
 	}
-	rt := routing{msg: msg}
 	if len(targets) == 0 {
-		return rt
+		msg.Ack()
+		return
 	}
-	rt.futs = make([]jetstream.PubAckFuture, 0, len(targets))
-	seqStr := strconv.FormatUint(seq, 10)
+	rt := &routing{msg: msg}
+	rt.copies.Store(int32(len(targets)))
+	seq := strconv.FormatUint(md.Sequence.Stream, 10)
 	for i := range targets {
-		out := &nats.Msg{Subject: targets[i].Subject, Data: msg.Data(), Header: nats.Header{}}
-		out.Header[jetstream.MsgIDHeader] = []string{seqStr + "." + targets[i].Sink}
-		fut, err := r.js.PublishMsgAsync(out)
-		if err != nil {
-			rt.futs = append(rt.futs, failedFuture{msg: out, err: err})
-			continue
+		out := &nats.Msg{Subject: targets[i].Subject, Data: msg.Data(),
+			Header: nats.Header{jetstream.MsgIDHeader: []string{seq + "." + targets[i].Sink}}}
+		r.mu.Lock()
+		r.pending[out] = rt
+		r.mu.Unlock()
+		if _, err := r.pub.PublishMsgAsync(out); err != nil {
+			r.settle(out, err)
 		}
-		rt.futs = append(rt.futs, fut)
-	}
-	return rt
-}
-
-// acker acks each source message once all its copies are stored, in the
-// order the messages arrived.
-func (r *Router) acker(in <-chan routing) {
-	ctx := context.Background()
-	dlqs := r.metrics.DeadLettered.WithLabelValues("router")
-	retried := r.metrics.Retried.WithLabelValues("router")
-	for rt := range in {
-		if rt.dlq != nil {
-			r.log.Warn().Err(rt.dlq).Str("subject", rt.msg.Subject()).Msg("dead-lettering message")
-			if err := DeadLetter(ctx, r.js, "router", rt.msg, rt.dlq); err != nil {
-				r.log.Error().Err(err).Msg("dead-letter failed; message will be redelivered")
-				rt.msg.Nak()
-				continue
-			}
-			dlqs.Inc()
-			rt.msg.Ack()
-			continue
-		}
-		ok := true
-		for _, f := range rt.futs {
-			select {
-			case <-f.Ok():
-				r.routedCounter(f.Msg().Subject).Inc()
-			case err := <-f.Err():
-				ok = false
-				r.log.Warn().Err(err).Str("subject", f.Msg().Subject).Msg("store routed copy; the event will be redelivered")
-			}
-		}
-		if !ok {
-			retried.Inc()
-			rt.msg.NakWithDelay(Jitter(time.Second))
-			continue
-		}
-		rt.msg.Ack()
 	}
 }
 
-func (r *Router) routedCounter(subject string) prometheus.Counter {
-	// routed.<sink>.<category>.<event>
-	rest := subject[len(RoutedPrefix):]
-	sink := rest
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '.' {
-			sink = rest[:i]
-			break
-		}
+// settle records the outcome of one copy; when the last copy of a source
+// is settled, the source is acked, or nak'ed for redelivery if a copy
+// failed. It runs on the ack-processing goroutine and must not block.
+func (r *Router) settle(out *nats.Msg, err error) {
+	r.mu.Lock()
+	rt, ok := r.pending[out]
+	delete(r.pending, out)
+	if len(r.pending) == 0 {
+		r.idle.Broadcast()
 	}
-	return r.metrics.Routed.WithLabelValues(sink)
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err != nil {
+		rt.failed.Store(true)
+		r.log.Warn().Err(err).Str("subject", out.Subject).Msg("store routed copy; the event will be redelivered")
+	} else if c := r.routed[sinkOf(out.Subject)]; c != nil {
+		c.Inc()
+	}
+	if rt.copies.Add(-1) > 0 {
+		return
+	}
+	if rt.failed.Load() {
+		r.retried.Inc()
+		rt.msg.NakWithDelay(Jitter(time.Second))
+		return
+	}
+	rt.msg.Ack()
+}
+
+// waitIdle waits until no copy is in flight, or d passed.
+func (r *Router) waitIdle(d time.Duration) {
+	timer := time.AfterFunc(d, func() { r.mu.Lock(); r.idle.Broadcast(); r.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	r.mu.Lock()
+	for len(r.pending) > 0 && time.Now().Before(deadline) {
+		r.idle.Wait()
+	}
+	r.mu.Unlock()
+}
+
+func (r *Router) deadLetter(msg jetstream.Msg, reason error) {
+	r.log.Warn().Err(reason).Str("subject", msg.Subject()).Msg("dead-lettering message")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := DeadLetter(ctx, r.js, "router", msg, reason); err != nil {
+		r.log.Error().Err(err).Msg("dead-letter failed; message will be redelivered")
+		msg.NakWithDelay(Jitter(time.Second))
+		return
+	}
+	r.dlqs.Inc()
+	msg.Ack()
+}
+
+// sinkOf returns the sink token of a routed.<sink>.<category>.<event>
+// subject.
+func sinkOf(subject string) string {
+	rest := strings.TrimPrefix(subject, RoutedPrefix)
+	if i := strings.IndexByte(rest, '.'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
 }
 
 // SubjectEventID returns the event id carried by the last two tokens of a
@@ -249,20 +297,6 @@ func SubjectEventID(subject string) string {
 	}
 	return id
 }
-
-// failedFuture is a PubAckFuture for a publish that failed to start.
-type failedFuture struct {
-	msg *nats.Msg
-	err error
-}
-
-func (f failedFuture) Ok() <-chan *jetstream.PubAck { return nil }
-func (f failedFuture) Err() <-chan error {
-	c := make(chan error, 1)
-	c <- f.err
-	return c
-}
-func (f failedFuture) Msg() *nats.Msg { return f.msg }
 
 // watchLag updates the consumer lag gauge every few seconds.
 func watchLag(ctx context.Context, cons jetstream.Consumer, stream, name string, m *obs.Metrics) {

@@ -63,6 +63,10 @@ type SinkRunner struct {
 	log     zerolog.Logger
 	metrics *obs.Metrics
 	health  *obs.Health
+	// written holds the stream sequences this runner wrote recently, so a
+	// message redelivered only because its ack came late is not written
+	// twice.
+	written *seqSet
 }
 
 // NewSinkRunner returns a runner for the sink named name.
@@ -85,7 +89,8 @@ func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
-	return &SinkRunner{js: js, name: name, sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h}
+	return &SinkRunner{js: js, name: name, sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
+		written: newSeqSet(1 << 16)}
 }
 
 // SinkConsumerName is the durable consumer of a sink.
@@ -138,7 +143,12 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 				r.log.Warn().Err(err).Msg("pull")
 				continue
 			}
-			msgs <- m
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				m.Nak()
+				return
+			}
 		}
 	}()
 	go func() { <-ctx.Done(); it.Stop() }()
@@ -199,19 +209,31 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 	r.metrics.Received.WithLabelValues("sink:" + r.name).Add(float64(len(batch)))
 	events := make([]*schema.Event, 0, len(batch))
 	good := make([]jetstream.Msg, 0, len(batch))
+	seqs := make([]uint64, 0, len(batch))
 	prior := uint64(0) // deliveries before this one, the highest of the batch
 	for _, m := range batch {
-		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
-			r.metrics.Redelivered.WithLabelValues("sink:" + r.name).Inc()
-			prior = max(prior, md.NumDelivered-1)
+		var seq uint64
+		if md, err := m.Metadata(); err == nil {
+			seq = md.Sequence.Stream
+			if md.NumDelivered > 1 {
+				r.metrics.Redelivered.WithLabelValues("sink:" + r.name).Inc()
+				if r.written.has(seq) {
+					// Written by this instance already; only the ack was
+					// late (the message waited behind a long retry).
+					m.Ack()
+					continue
+				}
+				prior = max(prior, md.NumDelivered-1)
+			}
 		}
 		ev := new(schema.Event)
 		if err := schema.Unmarshal(m.Data(), ev); err != nil {
-			r.deadLetter(m, fmt.Errorf("decode event: %w", err))
+			r.deadLetter(m, err) // schema says what it was decoding
 			continue
 		}
 		events = append(events, ev)
 		good = append(good, m)
+		seqs = append(seqs, seq)
 	}
 	if len(events) == 0 {
 		return
@@ -227,9 +249,10 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 	attempt := int(prior)
 	for {
 		attempt++
-		err := r.sink.Write(wctx, events)
+		err := r.write(wctx, events, good)
 		if err == nil {
-			for _, m := range good {
+			for i, m := range good {
+				r.written.add(seqs[i])
 				m.Ack()
 			}
 			r.metrics.Written.WithLabelValues(r.name).Add(float64(len(events)))
@@ -263,6 +286,28 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 	}
+}
+
+// write calls the sink, keeping the batch from being redelivered elsewhere
+// while a slow write runs.
+func (r *SinkRunner) write(ctx context.Context, events []*schema.Event, msgs []jetstream.Msg) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(r.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					m.InProgress()
+				}
+			}
+		}
+	}()
+	return r.sink.Write(ctx, events)
 }
 
 // giveUp dead-letters what a failed write is about: only the events the
@@ -321,4 +366,33 @@ func (r *SinkRunner) deadLetter(m jetstream.Msg, reason error) {
 	}
 	r.metrics.DeadLettered.WithLabelValues("sink:" + r.name).Inc()
 	m.Ack()
+}
+
+// seqSet is a bounded set of the most recently added stream sequences.
+// It is used by one goroutine.
+type seqSet struct {
+	set  map[uint64]struct{}
+	ring []uint64
+	next int
+}
+
+func newSeqSet(n int) *seqSet {
+	return &seqSet{set: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
+}
+
+func (s *seqSet) has(seq uint64) bool {
+	_, ok := s.set[seq]
+	return ok
+}
+
+func (s *seqSet) add(seq uint64) {
+	if seq == 0 || s.has(seq) {
+		return
+	}
+	if old := s.ring[s.next]; old != 0 {
+		delete(s.set, old)
+	}
+	s.ring[s.next] = seq
+	s.set[seq] = struct{}{}
+	s.next = (s.next + 1) % len(s.ring)
 }
