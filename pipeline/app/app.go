@@ -8,6 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -142,5 +144,18 @@ func Usage(fs *flag.FlagSet, synopsis, example string) func() {
 		if example != "" {
 			fmt.Fprintf(out, "\nExample:\n%s\n", example)
 		}
+	}
+}
+
+// GCPercent is the garbage collector target the mailtel processes use
+// unless GOGC is set: events are short-lived, and a larger target trades
+// a few tens of MiB for about 40% less router CPU per event
+// (go tool task bench: 11.4 -> 6.4 µs/event, peak RSS 31 -> 48 MiB).
+const GCPercent = 400
+
+// TuneGC applies GCPercent unless the GOGC environment variable is set.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
 	}
 }
