@@ -14,11 +14,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/app"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mailtel/mailtel/pipeline/app"
 )
 
 func main() {
