@@ -1028,8 +1028,11 @@ func jsonAppendDuration(b []byte, dur, unit time.Duration, digits int) []byte {
 	return append(b, f...)
 }
 
-// jsonAppendString appends s as a JSON string. Invalid UTF-8 is written as
-// U+FFFD, control characters as escapes; nothing else is escaped.
+// AppendJSONString appends s as a JSON string. Invalid UTF-8 is written as
+// U+FFFD, quotes, backslashes and control characters as escapes; nothing
+// else is escaped. It allocates nothing beyond growing b.
+func AppendJSONString(b []byte, s string) []byte { return jsonAppendString(b, s) }
+
 func jsonAppendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')

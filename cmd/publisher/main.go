@@ -89,15 +89,16 @@ func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	f.Register(fs)
 	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): a Stalwart webhook event\n{\"id\",\"createdAt\",\"type\",\"data\"} or a Dovecot event_exporter JSON object.\nBad lines are reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
 		"  publisher file events.jsonl\n  tail -F /var/log/dovecot-events.jsonl | publisher file -")
-	if err := parseInterspersed(fs, args); err != nil {
+	paths, err := app.ParseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(paths) != 1 {
 		fs.Usage()
 		return errors.New("file: want exactly one PATH or -")
 	}
 	var in io.Reader = stdin
-	if path := fs.Arg(0); path != "-" {
+	if path := paths[0]; path != "-" {
 		fh, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("open events file: %w", err)
@@ -214,20 +215,4 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pub.Close(context.Background())
 	fmt.Fprintf(stdout, "published %d, duplicate %d, failed %d in %s\n", counts.Published, counts.Duplicate, counts.Failed, time.Since(began).Round(time.Millisecond))
 	return err
-}
-
-// parseInterspersed parses flags that may come after positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) error {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	return fs.Parse(append([]string{"--"}, pos...))
 }

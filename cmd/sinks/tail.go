@@ -40,7 +40,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	level := fs.String("level", "", "show only events of this `level` or above (trace, debug, info, warn, error)")
 	asJSON := fs.Bool("json", false, "print JSON lines instead of Stalwart's log lines")
 	fs.Usage = app.Usage(fs, tailSynopsis, tailExample)
-	subjects, err := parseInterspersed(fs, args)
+	subjects, err := app.ParseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
@@ -87,21 +87,4 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer nc.Close()
 	return replay.Tail(ctx, js, o)
-}
-
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments, and returns those.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

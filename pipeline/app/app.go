@@ -159,3 +159,20 @@ func TuneGC() {
 		debug.SetGCPercent(GCPercent)
 	}
 }
+
+// ParseInterspersed parses flags that may stand before, between or after
+// the positional arguments, and returns the positional arguments.
+func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

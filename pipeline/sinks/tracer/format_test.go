@@ -265,7 +265,7 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain", "q\"b\\s", "\x00\x1f\x7f", "ü❤例", "bad \xff utf8", "\u2028"} {
 		t.Run(s, func(t *testing.T) {
 			var back string
-			if err := json.Unmarshal(appendJSONString(nil, s), &back); err != nil {
+			if err := json.Unmarshal(schema.AppendJSONString(nil, s), &back); err != nil {
 				t.Fatal(err)
 			}
 			want := strings.ToValidUTF8(s, "\ufffd")

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -90,7 +89,7 @@ func appendJSONFields(dst []byte, fields []schema.Field, depth int) []byte {
 			dst = append(dst, ',')
 		}
 		n++
-		dst = appendJSONString(dst, fields[i].Key)
+		dst = schema.AppendJSONString(dst, fields[i].Key)
 		dst = append(dst, ':')
 		dst = appendJSONValue(dst, &fields[i].Value, depth+1)
 	}
@@ -112,7 +111,7 @@ func appendJSONValue(dst []byte, v *schema.Value, depth int) []byte {
 	}
 	switch v.Kind() {
 	case schema.KindString:
-		return appendJSONString(dst, v.Str())
+		return schema.AppendJSONString(dst, v.Str())
 	case schema.KindInt:
 		return strconv.AppendInt(dst, v.Int(), 10)
 	case schema.KindUint:
@@ -153,7 +152,7 @@ func appendJSONValue(dst []byte, v *schema.Value, depth int) []byte {
 			break
 		}
 		dst = append(dst, `{"type":`...)
-		dst = appendJSONString(dst, ev.Type)
+		dst = schema.AppendJSONString(dst, ev.Type)
 		dst = append(dst, `,"data":`...)
 		dst = appendJSONFields(dst, ev.Fields, depth)
 		return append(dst, '}')
@@ -178,46 +177,3 @@ func appendJSONFloat(dst []byte, x float64) []byte {
 	return strconv.AppendFloat(dst, x, 'f', -1, 64)
 }
 
-// appendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
