@@ -176,4 +176,3 @@ func appendJSONFloat(dst []byte, x float64) []byte {
 	}
 	return strconv.AppendFloat(dst, x, 'f', -1, 64)
 }
-

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+)
+
+func TestFileCommand(t *testing.T) {
+	env := pipelinetest.Start(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "events.jsonl")
+	os.WriteFile(in, []byte(`{"id":"1","createdAt":"2025-11-27T14:59:28Z","type":"auth.success","data":{"accountName":"a"}}
+{"event":"imap_command_finished","hostname":"imap1","start_time":"2026-11-21T12:19:56.588053Z","end_time":"2026-11-21T12:19:56.588270Z","fields":{"name":"SELECT"}}
+this is not an event
+`), 0o644)
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"file", in, "--nats", env.NATS.URL}, strings.NewReader(""), &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "1 lines were not published") {
+		t.Errorf("run error = %v, want one line not published", err)
+	}
+	if got := out.String(); !strings.Contains(got, "published 2, duplicate 0, rejected 1, failed 0") {
+		t.Errorf("stdout %q", got)
+	}
+	if !strings.Contains(errOut.String(), "line 3: ") {
+		t.Errorf("stderr %q does not name line 3", errOut.String())
+	}
+
+	// The same input from stdin, again: nothing new is stored.
+	out.Reset()
+	lines, _ := os.ReadFile(in)
+	run(context.Background(), []string{"file", "--nats", env.NATS.URL, "-"}, bytes.NewReader(lines), &out, &errOut)
+	if got := out.String(); !strings.Contains(got, "published 0, duplicate 2, rejected 1") {
+		t.Errorf("second run stdout %q", got)
+	}
+}
+
+func TestGenCommand(t *testing.T) {
+	env := pipelinetest.Start(t)
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"gen", "--count", "500", "--seed", "3", "--nats", env.NATS.URL}, nil, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "published 500, duplicate 0, failed 0") {
+		t.Errorf("stdout %q", out.String())
+	}
+	env.EnsureStreams(t, config.Default())
+	s, err := env.JS.Stream(context.Background(), "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(context.Background())
+	if info.State.Msgs != 500 {
+		t.Errorf("EVENTS holds %d messages, want 500", info.State.Msgs)
+	}
+}
+
+func TestIngestRefusesOpenListenerWithoutAuth(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"ingest", "--listen", "0.0.0.0:0", "--nats", "nats://127.0.0.1:1"}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "reachable from other hosts") {
+		t.Errorf("err = %v", err)
+	}
+	for _, addr := range []string{"127.0.0.1:8025", "[::1]:8025", "localhost:8025"} {
+		if err := requireAuthBeyondLoopback(addr, false); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	if err := requireAuthBeyondLoopback("0.0.0.0:8025", true); err != nil {
+		t.Errorf("with auth: %v", err)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), nil, nil, &out, &errOut); err == nil {
+		t.Error("no command accepted")
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("unknown command: %v", err)
+	}
+	for _, cmd := range []string{"file", "ingest", "gen"} {
+		errOut.Reset()
+		run(context.Background(), []string{cmd, "--help"}, nil, &out, &errOut)
+		if !strings.Contains(errOut.String(), "Example") {
+			t.Errorf("%s --help has no example:\n%s", cmd, errOut.String())
+		}
+	}
+}
