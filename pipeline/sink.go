@@ -210,9 +210,11 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 	events := make([]*schema.Event, 0, len(batch))
 	good := make([]jetstream.Msg, 0, len(batch))
 	seqs := make([]uint64, 0, len(batch))
-	prior := uint64(0) // deliveries before this one, the highest of the batch
+	var redelivered []int // indexes into events of redelivered messages
+	var since time.Time   // the oldest time one of them was stored
 	for _, m := range batch {
 		var seq uint64
+		again := false
 		if md, err := m.Metadata(); err == nil {
 			seq = md.Sequence.Stream
 			if md.NumDelivered > 1 {
@@ -223,7 +225,10 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 					m.Ack()
 					continue
 				}
-				prior = max(prior, md.NumDelivered-1)
+				again = true
+				if since.IsZero() || md.Timestamp.Before(since) {
+					since = md.Timestamp
+				}
 			}
 		}
 		ev := new(schema.Event)
@@ -231,9 +236,15 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			r.deadLetter(m, err) // schema says what it was decoding
 			continue
 		}
+		if again {
+			redelivered = append(redelivered, len(events))
+		}
 		events = append(events, ev)
 		good = append(good, m)
 		seqs = append(seqs, seq)
+	}
+	if len(redelivered) > 0 {
+		events, good, seqs = r.dropWritten(ctx, events, good, seqs, redelivered, since)
 	}
 	if len(events) == 0 {
 		return
@@ -246,7 +257,9 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 	})
 	defer stop()
 
-	attempt := int(prior)
+	// Attempts count within this process: deliveries that ended in a crash
+	// say nothing about whether the destination works.
+	attempt := 0
 	for {
 		attempt++
 		err := r.write(wctx, events, good)
@@ -286,6 +299,47 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 			return
 		}
 	}
+}
+
+// WrittenChecker is implemented by sinks that can tell whether events were
+// already written, for instance before a crash that lost their acks. The
+// runner asks only about redelivered messages; since is the earliest time
+// one of them was stored in ROUTED, so nothing older need be searched.
+// Written must be safe to call between Writes.
+type WrittenChecker interface {
+	Written(ctx context.Context, events []*schema.Event, since time.Time) (map[string]bool, error)
+}
+
+// dropWritten acks, without writing, the redelivered events the sink says
+// it already wrote, and returns the rest.
+func (r *SinkRunner) dropWritten(ctx context.Context, events []*schema.Event, msgs []jetstream.Msg, seqs []uint64, redelivered []int, since time.Time) ([]*schema.Event, []jetstream.Msg, []uint64) {
+	wc, ok := r.sink.(WrittenChecker)
+	if !ok {
+		return events, msgs, seqs
+	}
+	ask := make([]*schema.Event, len(redelivered))
+	for i, j := range redelivered {
+		ask[i] = events[j]
+	}
+	done, err := wc.Written(ctx, ask, since)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("check redelivered events; writing them again")
+		return events, msgs, seqs
+	}
+	if len(done) == 0 {
+		return events, msgs, seqs
+	}
+	keep := 0
+	for i := range events {
+		if done[events[i].ID] {
+			msgs[i].Ack()
+			r.metrics.Duplicates.WithLabelValues(r.name).Inc()
+			continue
+		}
+		events[keep], msgs[keep], seqs[keep] = events[i], msgs[i], seqs[i]
+		keep++
+	}
+	return events[:keep], msgs[:keep], seqs[:keep]
 }
 
 // write calls the sink, keeping the batch from being redelivered elsewhere
