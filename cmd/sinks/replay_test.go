@@ -166,8 +166,8 @@ func logIDs(t *testing.T, dir string) []string {
 	sort.Strings(files)
 	var ids []string
 	for _, f := range files {
-		if strings.HasSuffix(f, ".ids") {
-			continue
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			continue // the tracer's hidden sidecars (.ids, .idx)
 		}
 		data, err := os.ReadFile(f)
 		if err != nil {

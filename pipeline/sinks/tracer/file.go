@@ -2,7 +2,6 @@ package tracer
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // ErrLocked is returned (wrapped) by New and Write when another process,
@@ -46,26 +46,36 @@ const (
 //     a batch that never committed, so never acknowledged, and will be
 //     redelivered.
 //
-// Within a process, a failed write marks the file dirty and the next write
-// first cuts the file (and sidecar) back to the end of the last good batch,
-// so a retried batch is never written twice.
+// Within a process, a failed write is cut off at once: the file (and
+// sidecar) go back to the end of the last good batch. When that fails too,
+// the file stays dirty and the next write or close cuts it first, so a
+// retried batch is never written twice. Either way, what lies beyond the
+// last good batch (json) or commit (text) is never taken for written by
+// Written in this process.
+//
+// After each batch, at most once per indexEvery, an entry "<time> <offset
+// of the batch>" goes to the file's index sidecar (see indexPath), which
+// Written uses to start its search near the time it asks about.
 //
 // The file belongs to the sink: nothing else may append to it. A logFile
 // is not safe for concurrent use.
 type logFile struct {
 	path      string
 	f         *os.File
-	ids       *os.File // the text format's id sidecar, or nil
-	committed int64    // size of f after the last complete batch
-	idsEnd    int64    // size of ids after the last commit line
-	dirty     bool     // a write failed since the last complete batch
-	scratch   []byte   // sidecar record being built
+	ids       *os.File  // the text format's id sidecar, or nil
+	idx       *os.File  // the index sidecar (see indexPath), or nil once it failed
+	committed int64     // size of f after the last complete batch
+	idsEnd    int64     // size of ids after the last commit line
+	dirty     bool      // a write failed since the last complete batch
+	indexed   time.Time // when the last index entry was appended
+	scratch   []byte    // sidecar record or index entry being built
 }
 
 // openLogFile opens (creating if needed) and locks the log file at path,
 // repairs its tail and reports every id it already holds to seen, oldest
-// first. With sidecar, it also opens the text format's id sidecar.
-func openLogFile(path string, sidecar bool, seen func(id string)) (_ *logFile, err error) {
+// first. With sidecar, it also opens the text format's id sidecar. It
+// opens the file's index (see indexPath) for the sink with prefix.
+func openLogFile(path string, sidecar bool, prefix string, seen func(id string)) (_ *logFile, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), dirPerm); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
 	}
@@ -85,6 +95,13 @@ func openLogFile(path string, sidecar bool, seen func(id string)) (_ *logFile, e
 			return nil, fmt.Errorf("lock %s: %w: another sinks process writes this file; give each instance its own instance name (sinks --instance)", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	format := "json"
+	if sidecar {
+		format = "text"
+	}
+	if err := lf.openIndex(indexHeader(format, prefix)); err != nil {
+		return nil, err
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return nil, err
@@ -124,19 +141,32 @@ func (lf *logFile) loadJSON(seen func(string)) error {
 	if start > 0 { // the first line is partial
 		lines = lines[bytes.IndexByte(lines, '\n')+1:]
 	}
-	var v struct {
-		ID *string `json:"id"`
-	}
 	for len(lines) > 0 {
 		i := bytes.IndexByte(lines, '\n')
 		line := lines[:i]
 		lines = lines[i+1:]
-		v.ID = nil
-		if json.Unmarshal(line, &v) == nil && v.ID != nil && *v.ID != "" {
-			seen(*v.ID)
+		if id, ok := jsonLineIDString(line); ok && id != "" {
+			seen(id)
 		}
 	}
 	return nil
+}
+
+// jsonLineIDString returns the id of a complete json log line (without its
+// newline), ok false if the line is not an event line or its id is
+// ambiguous (see decodeJSONID).
+func jsonLineIDString(line []byte) (string, bool) {
+	if len(line) == 0 || line[len(line)-1] != '}' {
+		return "", false
+	}
+	quoted, escaped, ok := jsonID(line)
+	switch {
+	case !ok:
+		return "", false
+	case escaped:
+		return decodeJSONID(quoted)
+	}
+	return string(quoted[1 : len(quoted)-1]), true
 }
 
 // openSidecar opens the id sidecar of a text log, loads its committed ids
@@ -217,14 +247,30 @@ func (lf *logFile) openSidecar(seen func(string)) error {
 }
 
 // write appends one formatted batch (and for text the ids it holds) and
-// syncs before returning nil.
+// syncs before returning nil; then it indexes the batch. A failed write is
+// cut off at once if it can be (else before the next write or at close),
+// so that a search by another instance finds no line of it.
 func (lf *logFile) write(data []byte, ids []string) error {
 	if lf.dirty {
 		if err := lf.repair(); err != nil {
 			return err
 		}
 	}
+	start := lf.committed
+	if lf.ids != nil {
+		start = lf.idsEnd
+	}
 	lf.dirty = true
+	if err := lf.append(data, ids); err != nil {
+		lf.repair() // best effort: the next write or close repairs if this fails
+		return err
+	}
+	lf.dirty = false
+	lf.index(start)
+	return nil
+}
+
+func (lf *logFile) append(data []byte, ids []string) error {
 	if _, err := lf.f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", lf.path, err)
 	}
@@ -241,7 +287,6 @@ func (lf *logFile) write(data []byte, ids []string) error {
 		}
 	}
 	lf.committed = st.Size()
-	lf.dirty = false
 	return nil
 }
 
@@ -308,6 +353,11 @@ func (lf *logFile) close() error {
 
 func (lf *logFile) closeFiles() error {
 	var errs []error
+	if lf.idx != nil {
+		if err := lf.idx.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", lf.idx.Name(), err))
+		}
+	}
 	if lf.ids != nil {
 		if err := lf.ids.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close %s: %w", lf.ids.Name(), err))

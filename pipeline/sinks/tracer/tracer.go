@@ -19,18 +19,40 @@
 // is that of the time of writing, and a batch is written whole to one file.
 // The sink takes an exclusive flock on its file; a second writer gets an
 // error wrapping ErrLocked that tells the operator to give each instance its
-// own name.
+// own name. Next to each file the sink keeps hidden sidecars: the index
+// ".<file>.idx" and, for the text format, the ids ".<file>.ids"; a glob
+// such as "<prefix>.*" does not match them.
 //
 // # Guarantees
 //
 // Write returns nil only when the whole batch is on disk (written and
-// fsynced), so the runtime may ack it. The sink is idempotent by event id:
-// it skips (and counts, see Skipped) an event whose id it has written
-// recently, within this process or, for log files, before a restart or
-// crash, reloading the ids from the current file and the previous period's
-// file at start (see logFile for how each format keeps them). Events with an
-// empty id are always written. Console and stdout tracers remember ids only
-// within the process.
+// fsynced), so the runtime may ack it.
+//
+// A log tracer is idempotent by event id across restarts and crashes, and
+// writes each event exactly once however often JetStream redelivers it:
+//
+//   - Write skips (and counts, see Skipped) an event whose id it wrote
+//     recently: the last RecentIDs ids of this process, and after a start
+//     those of the end of the current and the previous period's file (see
+//     logFile for how each format keeps them).
+//   - Written (the runtime's pipeline.WrittenChecker) answers, for a
+//     redelivered message, whether its event was written at or after the
+//     time the message was stored in ROUTED, however much was written
+//     since and by whichever instance: it searches the files of every
+//     instance of the sink, starting near that time with the help of an
+//     index sidecar per file (see indexPath), and reports only events that
+//     are in a file for good (see Written).
+//
+// The limits: events with an empty id are always written; an event whose
+// file was deleted or moved away (rotated files older than the previous
+// period, say) before JetStream redelivered it is written again, and so
+// is, in the json format, an event whose id is not valid UTF-8 (zerolog
+// cannot write it unchanged). Written compares the sink host's clock with
+// the JetStream server's, which must agree within clockSlack. In the text
+// format, lines an instance wrote but had not committed when it crashed
+// stay in its file until that instance opens the file again. Console and
+// stdout tracers remember ids only within the process and check nothing
+// on redelivery.
 package tracer
 
 import (
@@ -77,8 +99,8 @@ type Sink struct {
 	now  func() time.Time
 
 	// log type only
-	dir, base, rotate string // base: prefix[.instance]
-	sidecar           bool
+	dir, prefix, base, rotate string // base: prefix[.instance]
+	sidecar                   bool
 	// console and stdout types only
 	out io.Writer
 
@@ -93,7 +115,10 @@ type Sink struct {
 	skipped atomic.Uint64
 }
 
-var _ pipeline.Sink = (*Sink)(nil)
+var (
+	_ pipeline.Sink           = (*Sink)(nil)
+	_ pipeline.WrittenChecker = (*Sink)(nil)
+)
 
 // formatter renders one event, ending with a newline, onto dst.
 type formatter interface {
@@ -160,7 +185,7 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	if err := checkNamePart(prefix); err != nil {
 		return nil, fmt.Errorf("tracer %s: prefix: %w", name, err)
 	}
-	s.base = prefix
+	s.prefix, s.base = prefix, prefix
 	if opts.Instance != "" {
 		if err := checkNamePart(opts.Instance); err != nil {
 			return nil, fmt.Errorf("tracer %s: instance name: %w", name, err)
@@ -340,7 +365,7 @@ func (s *Sink) fileName(t time.Time) string {
 // openFile opens the log file of the period now falls in.
 func (s *Sink) openFile(now time.Time) error {
 	path := filepath.Join(s.dir, s.fileName(now))
-	lf, err := openLogFile(path, s.sidecar, s.seen.add)
+	lf, err := openLogFile(path, s.sidecar, s.prefix, s.seen.add)
 	if err != nil {
 		return fmt.Errorf("tracer %s: %w", s.name, err)
 	}
@@ -378,7 +403,7 @@ func (s *Sink) loadPrevious(now time.Time) error {
 	if _, err := os.Stat(path); err != nil {
 		return nil // no previous file (or none we can see): nothing to load
 	}
-	lf, err := openLogFile(path, s.sidecar, s.seen.add)
+	lf, err := openLogFile(path, s.sidecar, s.prefix, s.seen.add)
 	if err != nil {
 		return fmt.Errorf("tracer %s: previous file: %w", s.name, err)
 	}

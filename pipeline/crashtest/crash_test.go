@@ -1,0 +1,577 @@
+package crashtest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/synth"
+	"github.com/mailtel/mailtel/schema"
+)
+
+var (
+	flagLong   = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
+	flagSeed   = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule")
+	flagEvents = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
+	flagKeep   = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+)
+
+// profile is the shape of one crash run.
+type profile struct {
+	name   string
+	events int64
+	// Kills: the CI form kills each of router and sinks minKills to
+	// minKills+2 times; the soak form keeps killing for soak.
+	minKills int
+	soak     time.Duration
+	gapMin   time.Duration // between two kills
+	gapMax   time.Duration
+	// publish bounds how long the publishers may take after the kills
+	// end, drain how long router and sinks may take to catch up after.
+	publish, drain time.Duration
+}
+
+var (
+	ciProfile   = profile{name: "ci", events: 200_000, minKills: 4, gapMin: 500 * time.Millisecond, gapMax: 3 * time.Second, publish: time.Minute, drain: 90 * time.Second}
+	soakProfile = profile{name: "soak", events: 2_000_000, soak: 10 * time.Minute, gapMin: time.Second, gapMax: 6 * time.Second, publish: 5 * time.Minute, drain: 5 * time.Minute}
+)
+
+// step is one planned crash: after gap, SIGKILL a process of kind and
+// start its successor(s).
+type step struct {
+	gap  time.Duration
+	kind string // "router" or "sinks"
+	// routers is how many router processes run after a router step (1 or
+	// 2: sometimes two share the consumer).
+	routers int
+}
+
+// plan draws the kill schedule from rng.
+func plan(p profile, rng *rand.Rand) []step {
+	gap := func() time.Duration { return p.gapMin + time.Duration(rng.Int64N(int64(p.gapMax-p.gapMin))) }
+	routers := func() int {
+		if rng.IntN(10) < 4 {
+			return 2
+		}
+		return 1
+	}
+	var steps []step
+	if p.soak == 0 {
+		for range p.minKills + rng.IntN(3) {
+			steps = append(steps, step{kind: "router", routers: routers()})
+		}
+		for range p.minKills + rng.IntN(3) {
+			steps = append(steps, step{kind: "sinks"})
+		}
+		rng.Shuffle(len(steps), func(i, j int) { steps[i], steps[j] = steps[j], steps[i] })
+		for i := range steps {
+			steps[i].gap = gap()
+		}
+		return steps
+	}
+	for total := time.Duration(0); total < p.soak; {
+		s := step{gap: gap(), kind: "sinks"}
+		if rng.IntN(2) == 0 {
+			s.kind, s.routers = "router", routers()
+		}
+		total += s.gap
+		steps = append(steps, s)
+	}
+	return steps
+}
+
+// TestCrash runs the real router, sinks and publisher binaries against a
+// JetStream server, SIGKILLs router and sinks processes at random moments
+// while events flow (restarting them at once, sometimes with two routers
+// sharing the consumer), and checks that each log sink holds exactly the
+// events it should, each exactly once.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: builds and runs the binaries for about a minute; skipped with -short")
+	}
+	prof := ciProfile
+	if *flagLong || os.Getenv("MAILTEL_SOAK") == "1" {
+		prof = soakProfile
+	}
+	if *flagEvents != 0 {
+		if *flagEvents < 2 {
+			t.Fatalf("-crash.events %d: want at least 2 (the events are split between two publishers)", *flagEvents)
+		}
+		prof.events = *flagEvents
+	}
+	seed := *flagSeed
+	rerun := fmt.Sprintf("go test ./pipeline/crashtest -run TestCrash -count=1 -crash.seed=%d -crash.events=%d", seed, prof.events)
+	if prof.name == "soak" {
+		rerun += " -crash.long -timeout 30m"
+	}
+	t.Logf("crash test %s: seed %d, %d events (rerun: %s)", prof.name, seed, prof.events, rerun)
+	began := time.Now()
+
+	bin := buildBinaries(t)
+	env := pipelinetest.Start(t)
+	dir := workDir(t)
+	cfgPath := writeConfig(t, dir)
+
+	// Two publishers with their own seeds: one as fast as it can, one paced
+	// to last as long as the kill schedule.
+	rng := rand.New(rand.NewPCG(seed, 0x6372617368))
+	steps := plan(prof, rng)
+	var schedule time.Duration
+	for _, s := range steps {
+		schedule += s.gap
+	}
+	half := prof.events / 2
+	streams := []*stream{
+		{seed: 2 * seed, count: half},
+		{seed: 2*seed + 1, count: prof.events - half, rate: float64(prof.events-half) / schedule.Seconds()},
+	}
+	exp, err := newExpected(streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAll, wantAuth := exp.want(allRule), exp.want(authRule)
+	t.Logf("expect %d events at sink all, %d at sink auth; %d kills planned over %s", wantAll, wantAuth, len(steps), schedule)
+
+	c := newCluster(t, bin, dir, cfgPath, env.NATS.URL)
+	defer func() {
+		if t.Failed() {
+			t.Logf("timeline:\n%s", c.timelineText())
+			t.Logf("process logs:\n%s", c.logsOf(15, "router", "sinks", "publisher"))
+		}
+	}()
+	ch := &chaos{c: c, rng: rng, dir: dir, routers: []*proc{c.start("router")}, sinks: c.start("sinks"), kills: map[string]int{}, maxRouters: 1}
+	for _, p := range []*proc{ch.routers[0], ch.sinks} {
+		if err := waitReady(p, 30*time.Second); err != nil {
+			t.Fatalf("%v; log:\n%s", err, tail(p.logPath, 30))
+		}
+	}
+	var pubs []*proc
+	for _, s := range streams {
+		args := []string{"--seed", strconv.FormatUint(s.seed, 10), "--count", strconv.FormatInt(s.count, 10)}
+		if s.rate > 0 {
+			args = append(args, "--rate", strconv.FormatFloat(s.rate, 'f', 1, 64))
+		}
+		pubs = append(pubs, c.start("publisher", args...))
+	}
+
+	for i, s := range steps {
+		if !sleepWatching(t, c, s.gap) {
+			t.FailNow()
+		}
+		ch.crash(s, fmt.Sprintf("(step %d/%d)", i+1, len(steps)))
+	}
+	c.note("kill schedule done: %d router kills, %d sinks kills", ch.kills["router"], ch.kills["sinks"])
+	published := waitPublishers(t, c, pubs, streams, prof.publish)
+	publishedAt := c.elapsed()
+
+	// Router and sinks catch up, then stop.
+	if err := waitDrained(t, c, env.JS, prof.drain); err != nil {
+		t.Fatal(err)
+	}
+	drainedAt := c.elapsed()
+	for _, p := range append(ch.routers, ch.sinks) {
+		c.stop(p)
+	}
+	ch.writers = append(ch.writers, writer{name: ch.sinks.name, until: c.elapsed(), sizes: fileSizes(dir)})
+	for _, p := range c.unexpectedExits("router", "sinks") {
+		t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
+	}
+
+	counts := checkStreams(t, env.JS, prof.events, wantAll, wantAuth)
+
+	// What the sinks wrote.
+	checkedAt := time.Now()
+	all := newTally("all", exp, allRule)
+	if err := checkJSONSink(filepath.Join(dir, "all"), all); err != nil {
+		t.Fatal(err)
+	}
+	auth := newTally("auth", exp, authRule)
+	if err := checkTextSink(filepath.Join(dir, "auth"), auth); err != nil {
+		t.Fatal(err)
+	}
+	ra, rt := all.result(20), auth.result(20)
+	report(t, "all", filepath.Join(dir, "all"), false, ra, ch.writers)
+	report(t, "auth", filepath.Join(dir, "auth"), true, rt, ch.writers)
+
+	// Figures.
+	routerRedeliv, ru := c.sumMetric("router", `mailtel_redelivered_total{stage="router"}`)
+	allRedeliv, su := c.sumMetric("sinks", `mailtel_redelivered_total{stage="sink:all"}`)
+	authRedeliv, _ := c.sumMetric("sinks", `mailtel_redelivered_total{stage="sink:auth"}`)
+	t.Logf("RESULT seed %d: %d events published (%d streams), EVENTS %d, ROUTED %d, DLQ %d",
+		seed, published, len(streams), counts["EVENTS"], counts["ROUTED"], counts["DLQ"])
+	t.Logf("RESULT kills: %d router, %d sinks (SIGKILL; up to %d routers at once); publishers done at %s, drained at %s, checked in %s, total %s",
+		ch.kills["router"], ch.kills["sinks"], ch.maxRouters, publishedAt, drainedAt, time.Since(checkedAt).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	t.Logf("RESULT sink all: %d lines, %d distinct events of %d wanted; sink auth: %d lines, %d distinct of %d wanted",
+		ra.lines, ra.held, ra.want, rt.lines, rt.held, rt.want)
+	t.Logf("RESULT redeliveries (mailtel_redelivered_total, last scrape of each process, taken just before its kill or stop; %d router and %d sinks processes unscraped): router %.0f, sink all %.0f, sink auth %.0f",
+		ru, su, routerRedeliv, allRedeliv, authRedeliv)
+}
+
+// chaos is the state of the kill schedule: the processes running and what
+// was done to them.
+type chaos struct {
+	c          *cluster
+	rng        *rand.Rand
+	dir        string
+	routers    []*proc
+	sinks      *proc
+	kills      map[string]int
+	writers    []writer // the sinks processes killed so far, in order
+	maxRouters int
+}
+
+// crash carries out one step: SIGKILL a router (a random one when two
+// run) or the sinks process, and start successors at once.
+func (ch *chaos) crash(s step, why string) {
+	switch s.kind {
+	case "router":
+		victim := ch.rng.IntN(len(ch.routers))
+		ch.c.kill(ch.routers[victim], fmt.Sprintf("%s; %d router(s) running", why, len(ch.routers)), nil)
+		ch.routers = append(ch.routers[:victim], ch.routers[victim+1:]...)
+		for len(ch.routers) < s.routers {
+			ch.routers = append(ch.routers, ch.c.start("router"))
+		}
+		ch.maxRouters = max(ch.maxRouters, len(ch.routers))
+	case "sinks":
+		victim := ch.sinks
+		ch.c.kill(victim, why, func() string {
+			sizes := fileSizes(ch.dir)
+			ch.writers = append(ch.writers, writer{name: victim.name, until: ch.c.elapsed(), sizes: sizes})
+			return "files after: " + sizes.String()
+		})
+		ch.sinks = ch.c.start("sinks")
+	}
+	ch.kills[s.kind]++
+}
+
+// waitPublishers waits for every publisher to exit 0 having stored its
+// whole stream, and returns how many events they stored.
+func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, within time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, p := range pubs {
+		select {
+		case <-p.done:
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("%s still running %s after the kill schedule; log:\n%s", p.name, within, tail(p.logPath, 20))
+		}
+		c.note("exit  %-12s %s: %s", p.name, exitText(p.waitErr), strings.TrimSpace(p.stdout.String()))
+	}
+	var published int64
+	for i, p := range pubs {
+		if p.waitErr != nil {
+			t.Fatalf("%s failed: %v; log:\n%s", p.name, p.waitErr, tail(p.logPath, 20))
+		}
+		n, dup, failed, err := parsePublished(p.stdout.String())
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		if n != streams[i].count || failed != 0 || dup != 0 {
+			t.Errorf("%s: published %d, duplicate %d, failed %d; want %d published, no duplicates or failures", p.name, n, dup, failed, streams[i].count)
+		}
+		published += n
+	}
+	return published
+}
+
+// checkStreams checks what the streams hold: one EVENTS message per
+// event, one ROUTED copy per event and sink that wants it (the router's
+// copies are deduplicated by Nats-Msg-Id), no dead letters. It returns the
+// message count of each stream.
+func checkStreams(t *testing.T, js jetstream.JetStream, events, wantAll, wantAuth int64) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	counts := map[string]uint64{}
+	for _, name := range []string{"EVENTS", "ROUTED", "DLQ"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatalf("stream %s info: %v", name, err)
+		}
+		counts[name] = info.State.Msgs
+	}
+	if counts["EVENTS"] != uint64(events) {
+		t.Errorf("EVENTS holds %d messages, want %d (one per published event)", counts["EVENTS"], events)
+	}
+	if counts["ROUTED"] != uint64(wantAll+wantAuth) {
+		t.Errorf("ROUTED holds %d copies, want %d (%d for all + %d for auth): the router stored copies twice or lost some", counts["ROUTED"], wantAll+wantAuth, wantAll, wantAuth)
+	}
+	if counts["DLQ"] != 0 {
+		t.Errorf("DLQ holds %d dead letters, want none", counts["DLQ"])
+	}
+	return counts
+}
+
+// writer is one sinks process and the sizes of the sinks' files once it
+// had exited: the bytes between the previous writer's sizes and these were
+// written by it (a single sinks process runs at a time).
+type writer struct {
+	name  string
+	until time.Duration
+	sizes sizes
+}
+
+// whoWrote names the sinks process that wrote the byte at p.
+func whoWrote(writers []writer, p pos) string {
+	rel := filepath.Base(filepath.Dir(p.file)) + "/" + filepath.Base(p.file)
+	var from int64
+	for _, w := range writers {
+		end, ok := w.sizes[rel]
+		if ok && p.offset < end {
+			return fmt.Sprintf("by %s (its bytes %d-%d; it exited at %s, %d bytes after this line)", w.name, from, end, w.until, end-p.offset)
+		}
+		if ok {
+			from = end
+		}
+	}
+	return "by an unknown writer"
+}
+
+// report fails the test with what is wrong with one sink's output.
+func report(t *testing.T, sink, dir string, text bool, r result, writers []writer) {
+	t.Helper()
+	if r.ok() {
+		return
+	}
+	t.Errorf("sink %s: holds %d distinct events of %d wanted, in %d lines: %d missing, %d held more than once (%d extra lines), %d wrong lines",
+		sink, r.held, r.want, r.lines, r.missingN, r.duplicatedN, r.extraCopies, r.wrongN)
+	if len(r.missing) > 0 {
+		t.Errorf("sink %s: missing (first %d): %s", sink, len(r.missing), strings.Join(r.missing, ", "))
+	}
+	if len(r.duplicated) > 0 {
+		where := positions(dir, text, r.duplicated)
+		var b strings.Builder
+		for _, id := range r.duplicated {
+			fmt.Fprintf(&b, "\n  %s at", id)
+			for _, p := range where[id] {
+				fmt.Fprintf(&b, "\n    %s, written %s", p, whoWrote(writers, p))
+			}
+		}
+		t.Errorf("sink %s: held more than once (first %d; the timeline below has every kill):%s", sink, len(r.duplicated), b.String())
+	}
+	for _, w := range r.wrong {
+		t.Errorf("sink %s: %s", sink, w)
+	}
+	if r.wrongN > len(r.wrong) {
+		t.Errorf("sink %s: ... and %d more wrong lines", sink, r.wrongN-len(r.wrong))
+	}
+}
+
+// sleepWatching sleeps d, failing the test (and returning false) as soon
+// as a router or sinks process exits without having been killed.
+func sleepWatching(t *testing.T, c *cluster, d time.Duration) bool {
+	t.Helper()
+	end := time.Now().Add(d)
+	for {
+		if bad := c.unexpectedExits("router", "sinks"); len(bad) > 0 {
+			for _, p := range bad {
+				t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
+			}
+			return false
+		}
+		left := time.Until(end)
+		if left <= 0 {
+			return true
+		}
+		time.Sleep(min(left, 100*time.Millisecond))
+	}
+}
+
+// waitDrained polls the router's and the sinks' consumers until nothing is
+// pending or awaiting an ack, the router's first: once it is drained every
+// copy is in ROUTED.
+func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.Duration) error {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	consumers := []struct{ stream, name string }{
+		{"EVENTS", "router"},
+		{"ROUTED", pipeline.SinkConsumerName("all")},
+		{"ROUTED", pipeline.SinkConsumerName("auth")},
+	}
+	var state string
+	for time.Now().Before(deadline) {
+		if !sleepWatching(t, c, 200*time.Millisecond) {
+			return fmt.Errorf("a process exited while draining")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		done := true
+		var parts []string
+		for _, cn := range consumers {
+			info, err := consumerInfo(ctx, js, cn.stream, cn.name)
+			if err != nil {
+				done = false
+				parts = append(parts, fmt.Sprintf("%s: %v", cn.name, err))
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s pending %d ack-pending %d redelivered %d", cn.name, info.NumPending, info.NumAckPending, info.NumRedelivered))
+			if info.NumPending != 0 || info.NumAckPending != 0 {
+				done = false
+			}
+		}
+		cancel()
+		state = strings.Join(parts, "; ")
+		if done {
+			c.note("drained: %s", state)
+			return nil
+		}
+	}
+	return fmt.Errorf("router and sinks did not catch up within %s: %s", within, state)
+}
+
+func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
+	cons, err := js.Consumer(ctx, stream, name)
+	if err != nil {
+		return nil, err
+	}
+	return cons.Info(ctx)
+}
+
+var publishedRE = regexp.MustCompile(`published (\d+), duplicate (\d+), failed (\d+)`)
+
+// parsePublished reads the summary `publisher gen` prints on stdout.
+func parsePublished(out string) (n, dup, failed int64, err error) {
+	m := publishedRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, 0, fmt.Errorf("no summary in the publisher's output %q", out)
+	}
+	n, _ = strconv.ParseInt(m[1], 10, 64)
+	dup, _ = strconv.ParseInt(m[2], 10, 64)
+	failed, _ = strconv.ParseInt(m[3], 10, 64)
+	return n, dup, failed, nil
+}
+
+// sizes maps "all/<file>" and "auth/<file>" to a size in bytes.
+type sizes map[string]int64
+
+func (s sizes) String() string {
+	var parts []string
+	for k, v := range s {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// fileSizes returns the sizes of the sinks' files (logs and sidecars), to
+// tell which process wrote a line.
+func fileSizes(dir string) sizes {
+	out := sizes{}
+	for _, sub := range []string{"all", "auth"} {
+		ents, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil {
+				out[sub+"/"+e.Name()] = info.Size()
+			}
+		}
+	}
+	return out
+}
+
+// workDir returns the directory for the configuration, the sinks' files and
+// the process logs. It is removed at the end unless -crash.keep is set (a
+// failing run reports what it found; its files are tens of megabytes).
+func workDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mailtel-crash-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		switch {
+		case *flagKeep:
+			t.Logf("work directory kept: %s (logs/, all/, auth/, mailtel.toml)", dir)
+		case t.Failed():
+			t.Logf("work directory removed; rerun with -crash.keep to keep the process logs and sink files")
+			os.RemoveAll(dir)
+		default:
+			os.RemoveAll(dir)
+		}
+	})
+	return dir
+}
+
+// writeConfig writes the configuration every process reads: two log
+// sinks, and short ack waits so that what a killed process held is
+// redelivered within seconds.
+func writeConfig(t *testing.T, dir string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`# written by TestCrash
+[tracer.all]
+type = "log"
+level = "trace"
+format = "json"
+path = %s
+
+[tracer.auth]
+type = "log"
+level = "trace"
+format = "text"
+events = ["auth.*"]
+path = %s
+
+[router]
+ack-wait = "5s"
+
+[sinks]
+ack-wait = "5s"
+
+[logging]
+level = "info"
+`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")))
+	path := filepath.Join(dir, "mailtel.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestSynthTypesIgnoreStart backs the assumption TestCrash's expectations
+// rest on: `publisher gen` starts its generator at time.Now, and the ids
+// and types of a seed's events do not depend on the start time.
+func TestSynthTypesIgnoreStart(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 0xfeed} {
+		t.Run(strconv.FormatUint(seed, 16), func(t *testing.T) {
+			a := synth.New(synth.Options{Seed: seed, Start: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)})
+			b := synth.New(synth.Options{Seed: seed})
+			var ea, eb schema.Event
+			for n := range 20000 {
+				a.Next(&ea)
+				b.Next(&eb)
+				if ea.ID != eb.ID || ea.Type != eb.Type {
+					t.Fatalf("event %d: %s %s with one start, %s %s with another", n, ea.ID, ea.Type, eb.ID, eb.Type)
+				}
+			}
+		})
+	}
+}
+
+// TestTextType checks the parsing of the type out of Stalwart text lines.
+func TestTextType(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{`2026-01-01T00:00:00Z INFO Authentication successful (auth.success) accountName = "a"`, "auth.success"},
+		{`2026-01-01T00:00:00Z DEBUG Client request started (auth.client-request-started)`, "auth.client-request-started"},
+		{`2026-01-01T00:00:00Z INFO Odd (thing) description (auth.failed) x = 1`, "auth.failed"},
+		{`no type here`, ""},
+	} {
+		if got := textType([]byte(tc.line)); got != tc.want {
+			t.Errorf("textType(%q) = %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}
