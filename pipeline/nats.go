@@ -130,7 +130,9 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
 	}
-	var jopts []jetstream.JetStreamOpt
+	// A lost acknowledgement fails its future after PublishAckTimeout, so
+	// that it is retried and does not hold a pending slot for ever.
+	jopts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(PublishAckTimeout)}
 	if maxPending > 0 {
 		jopts = append(jopts, jetstream.WithPublishAsyncMaxPending(maxPending))
 	}

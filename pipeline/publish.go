@@ -56,6 +56,13 @@ type pendingPub struct {
 // its Ack carries the error.
 const PublishRetries = 8
 
+// PublishAckTimeout bounds the wait for JetStream's acknowledgement of one
+// publish attempt. An acknowledgement can be lost for good (the stream
+// leader died after the message reached it); the attempt then counts as
+// failed and is retried with the same Nats-Msg-Id, so the event is stored
+// once whether or not the lost attempt was.
+const PublishAckTimeout = 5 * time.Second
+
 // NewPublisher returns a publisher that stamps each event with its
 // effective level from levels and keeps about maxInFlight publishes
 // unacknowledged (at most twice that). Outcomes are counted in
@@ -167,15 +174,23 @@ func (p *Publisher) send(pp pendingPub) pendingPub {
 func (p *Publisher) await(ctx context.Context, pp pendingPub) Ack {
 	var err error
 	if pp.fut != nil {
+		// The JetStream context's own async timeout (Connect sets
+		// PublishAckTimeout) also fails the future; the timer covers a
+		// context made without one.
+		timer := time.NewTimer(PublishAckTimeout)
 		select {
 		case a := <-pp.fut.Ok():
+			timer.Stop()
 			return Ack{Duplicate: a.Duplicate, Seq: a.Sequence}
 		case err = <-pp.fut.Err():
+			timer.Stop()
+		case <-timer.C:
+			err = fmt.Errorf("no acknowledgement within %v", PublishAckTimeout)
 		}
 	}
 	backoff := 50 * time.Millisecond
 	for i := 0; i < p.retries; i++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, PublishAckTimeout)
 		a, perr := p.js.PublishMsg(actx, pp.msg)
 		cancel()
 		if perr == nil {

@@ -73,6 +73,13 @@ type routing struct {
 // before it counts as failed (and the source is redelivered).
 const copyTimeout = 15 * time.Second
 
+// pullExpiry is how long the router's and the sinks' pull requests stay
+// open. The server sends heartbeats every half of it, and the client
+// re-issues its pulls when two are missed, so it also bounds how long a
+// consumer stalls after its leader moved to another node (the default, 30s,
+// stalls the pipeline for half a minute on a cluster failover).
+const pullExpiry = 5 * time.Second
+
 // NewRouter returns a router over the table. It uses js for its consumer
 // and dead letters, and a JetStream context of its own on the same
 // connection for the copies.
@@ -109,14 +116,18 @@ func RouterOptionsFrom(c *config.Config) RouterOptions {
 
 // Consumer creates or binds the durable consumer the routers share.
 func (r *Router) Consumer(ctx context.Context) (jetstream.Consumer, error) {
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
-		Durable:       r.opts.Consumer,
-		FilterSubject: EventsPrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       r.opts.AckWait,
-		MaxAckPending: max(r.opts.Workers*r.opts.Batch*4, 20000),
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	var cons jetstream.Consumer
+	err := retryManagement(ctx, func(ctx context.Context) (err error) {
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
+			Durable:       r.opts.Consumer,
+			FilterSubject: EventsPrefix + ">",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       r.opts.AckWait,
+			MaxAckPending: max(r.opts.Workers*r.opts.Batch*4, 20000),
+			MaxDeliver:    -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create router consumer %s on %s: %w", r.opts.Consumer, r.opts.Stream, err)
@@ -146,7 +157,7 @@ func (r *Router) Run(ctx context.Context) error {
 
 	ccs := make([]jetstream.ConsumeContext, 0, r.opts.Workers)
 	for i := 0; i < r.opts.Workers; i++ {
-		cc, err := cons.Consume(r.handle, jetstream.PullMaxMessages(r.opts.Batch),
+		cc, err := cons.Consume(r.handle, jetstream.PullMaxMessages(r.opts.Batch), jetstream.PullExpiry(pullExpiry),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				r.log.Warn().Err(err).Msg("router pull")
 			}))

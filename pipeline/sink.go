@@ -99,14 +99,18 @@ func SinkConsumerName(sink string) string { return "sink-" + sink }
 // Consumer creates or binds the sink's durable consumer.
 func (r *SinkRunner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 	name := SinkConsumerName(r.name)
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
-		Durable:       name,
-		FilterSubject: RoutedPrefix + r.name + ".>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       r.opts.AckWait,
-		MaxAckPending: max(r.opts.Batch*4, 4000),
-		MaxDeliver:    -1, // the runner counts attempts and dead-letters itself
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	var cons jetstream.Consumer
+	err := retryManagement(ctx, func(ctx context.Context) (err error) {
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
+			Durable:       name,
+			FilterSubject: RoutedPrefix + r.name + ".>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       r.opts.AckWait,
+			MaxAckPending: max(r.opts.Batch*4, 4000),
+			MaxDeliver:    -1, // the runner counts attempts and dead-letters itself
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", name, r.opts.Stream, err)
@@ -127,7 +131,7 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 	defer r.health.Set(check, errors.New("stopped"))
 	go watchLag(ctx, cons, r.opts.Stream, SinkConsumerName(r.name), r.metrics)
 
-	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("sink %s pull: %w", r.name, err)
 	}

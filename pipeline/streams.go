@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,12 +48,44 @@ func StreamConfigs(s config.Streams) []jetstream.StreamConfig {
 }
 
 // EnsureStreams creates the three streams, or updates them to the
-// configuration. It is idempotent and safe to run from every process.
+// configuration. It is idempotent and safe to run from every process at
+// once, also on a cluster (see retryManagement).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s config.Streams) error {
 	for _, sc := range StreamConfigs(s) {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		err := retryManagement(ctx, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// managementAttempt bounds one JetStream management request (stream or
+// consumer create-or-update) made by retryManagement.
+const managementAttempt = 3 * time.Second
+
+// retryManagement runs a JetStream management request f, each attempt with
+// its own deadline of managementAttempt, and tries again while the attempt
+// timed out and ctx has not ended. On a cluster, when several processes
+// create the same stream or consumer at the same moment, the server may
+// leave all but one request unanswered; the next attempt finds the stream
+// or consumer and updates it to the same configuration, which is answered.
+// Any other error is returned at once.
+func retryManagement(ctx context.Context, f func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, managementAttempt)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(Backoff(attempt, 50*time.Millisecond, time.Second)):
+		}
+	}
 }
