@@ -2,7 +2,10 @@ package schema_test
 
 import (
 	"fmt"
+	"net/netip"
+	"time"
 
+	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -148,4 +151,46 @@ func ExampleLookupKey() {
 	// elapsed duration true
 	// remote_port uint true
 	// x-custom none false
+}
+
+// ExampleMarshal shows the wire format's round trip: an event encoded for
+// JetStream, its head read without decoding the fields (as the router
+// does), and the whole event decoded again.
+func ExampleMarshal() {
+	ev := schema.Event{
+		ID:     "17647154680",
+		Type:   "auth.failed",
+		Time:   time.Date(2026, 11, 21, 12, 19, 56, 0, time.UTC),
+		Level:  catalog.LevelWarn,
+		Host:   "mx1.example.com",
+		Server: "stalwart",
+		Fields: []schema.Field{
+			{Key: "accountName", Value: schema.String("alice@example.com")},
+			{Key: "remoteIp", Value: schema.IP(netip.MustParseAddr("192.0.2.7"))},
+			{Key: "elapsed", Value: schema.Duration(12 * time.Millisecond)},
+		},
+	}
+	data, err := schema.Marshal(&ev)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	id, typ, level, _ := schema.Peek(data)
+	fmt.Println(id, typ, level)
+
+	var back schema.Event
+	if err := schema.Unmarshal(data, &back); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ip, _ := back.Get("remoteIp")
+	elapsed, _ := back.Get("elapsed")
+	fmt.Println(back.Host, ip.IP(), elapsed.Duration(), back.Equal(&ev))
+
+	// Bytes that are not an event give an error, never a panic.
+	fmt.Println(schema.Unmarshal(data[:len(data)/2], &back) != nil)
+	// Output:
+	// 17647154680 auth.failed warn
+	// mx1.example.com 192.0.2.7 12ms true
+	// true
 }

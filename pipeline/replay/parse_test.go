@@ -87,6 +87,13 @@ func TestSubjects(t *testing.T) {
 		{[]string{"auth.>"}, "", `subject "auth.>" is in no mailtel stream: it must start with events., routed. or dlq.`},
 		{[]string{"events"}, "", "in no mailtel stream"},
 		{[]string{"*.auth.>"}, "", "in no mailtel stream"},
+		{[]string{"events.auth.success"}, "EVENTS", ""},
+		{[]string{"routed.siem.*.*"}, "ROUTED", ""},
+		{[]string{"events.auth"}, "", `subject "events.auth" matches no event: subjects are events.<category>.<event> (did you mean events.auth.>?)`},
+		{[]string{"events.auth.success.x"}, "", "matches no event"},
+		{[]string{"events.a.b.>"}, "", "matches no event"},
+		{[]string{"routed.siem.auth"}, "", "routed.<sink>.<category>.<event> (did you mean routed.siem.auth.>?)"},
+		{[]string{"dlq.sink"}, "DLQ", ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.subjects, " "), func(t *testing.T) {

@@ -57,12 +57,46 @@ func StreamOf(subjects []string, s config.Streams) (string, error) {
 			return "", fmt.Errorf("subject %q is in no mailtel stream: it must start with %s, %s or %s", subj,
 				pipeline.EventsPrefix, pipeline.RoutedPrefix, pipeline.DLQPrefix)
 		}
+		if err := matchesSomeSubject(subj); err != nil {
+			return "", err
+		}
 		if stream != "" && name != stream {
 			return "", fmt.Errorf("subjects %q (stream %s) and %q (stream %s) are in different streams: give subjects of one stream", first, stream, subj, name)
 		}
 		stream, first = name, subj
 	}
 	return stream, nil
+}
+
+// matchesSomeSubject rejects a filter on EVENTS or ROUTED that no subject
+// of the stream can match because it has too few or too many tokens
+// without a '>': events.<category>.<event> has three tokens and
+// routed.<sink>.<category>.<event> four. (DLQ subjects vary in length.)
+func matchesSomeSubject(subj string) error {
+	var want int
+	var form string
+	switch {
+	case strings.HasPrefix(subj, pipeline.EventsPrefix):
+		want, form = 3, "events.<category>.<event>"
+	case strings.HasPrefix(subj, pipeline.RoutedPrefix):
+		want, form = 4, "routed.<sink>.<category>.<event>"
+	default:
+		return nil
+	}
+	toks := strings.Split(subj, ".")
+	if toks[len(toks)-1] == ">" {
+		if len(toks) > want {
+			return fmt.Errorf("subject %q matches no event: subjects are %s", subj, form)
+		}
+		return nil
+	}
+	switch {
+	case len(toks) < want:
+		return fmt.Errorf("subject %q matches no event: subjects are %s (did you mean %s.>?)", subj, form, subj)
+	case len(toks) > want:
+		return fmt.Errorf("subject %q matches no event: subjects are %s", subj, form)
+	}
+	return nil
 }
 
 // Overlap reports whether some subject matches both filters.
