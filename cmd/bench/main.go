@@ -63,6 +63,7 @@ var allScenarios = []string{scBaseline, scSingle, scFanout, scLatency}
 type options struct {
 	short      bool
 	n          int
+	rounds     int
 	out        string
 	only       []string
 	latency    time.Duration
@@ -92,7 +93,9 @@ Measures mailtel end to end on one embedded NATS server with file storage
   latency   paced events at half the single-sink rate: publish -> write
             latency p50/p95/p99/max
 and the router's CPU time, allocations and peak RSS per routed event (the
-router runs as its own process, built from ./cmd/router). Prints one table
+router runs as its own process, built from ./cmd/router). Baseline and
+single sink run -rounds times, alternating, since the machine is noisy:
+the table shows the round with the median ratio and lists every ratio. Prints one table
 and writes it as JSON to -out. With -soak D it runs the single-sink pipeline
 at half load for D instead, sampling the router's RSS, and reports whether
 it stays flat.`
@@ -108,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	var only string
 	fs.BoolVar(&o.short, "short", false, "N=50,000 and a 4 s latency phase (default N=300,000 and 10 s); under 2 minutes on 2 cores")
+	fs.IntVar(&o.rounds, "rounds", 3, "`rounds` of baseline then single sink; the table shows the round with the median single/baseline ratio, and every round's ratio")
 	fs.IntVar(&o.n, "n", 0, "`events` (and baseline messages) per throughput scenario; overrides -short's 50,000 and the default 300,000")
 	fs.StringVar(&o.out, "out", "bench/results.json", "`file` the results are written to as JSON")
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated `scenarios` to run: "+strings.Join(allScenarios, ", "))
@@ -154,6 +158,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.n = 50_000
 	case o.n == 0:
 		o.n = 300_000
+	}
+	if o.rounds < 1 {
+		return nil, fmt.Errorf("-rounds %d: want at least 1", o.rounds)
 	}
 	if o.latency < 0 {
 		return nil, fmt.Errorf("-latency %s: want a positive duration", o.latency)

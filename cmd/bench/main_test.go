@@ -24,6 +24,8 @@ func TestParseFlags(t *testing.T) {
 		{"soak measures the rate first", []string{"-soak", "1m"}, "", func(o *options) bool { return len(o.only) == 1 && o.only[0] == scSingle }},
 		{"soak at a given rate", []string{"-soak", "1m", "-rate", "100"}, "", func(o *options) bool { return len(o.only) == 0 }},
 		{"negative n", []string{"-n", "-1"}, "-n -1", nil},
+		{"three rounds by default", nil, "", func(o *options) bool { return o.rounds == 3 }},
+		{"no rounds", []string{"-rounds", "0"}, "-rounds 0", nil},
 		{"unknown scenario", []string{"-only", "single,turbo"}, `unknown scenario "turbo"`, nil},
 		{"latency alone needs a rate", []string{"-only", "latency"}, "give -rate", nil},
 		{"latency alone with a rate", []string{"-only", "latency", "-rate", "10"}, "", func(o *options) bool { return o.rate == 10 }},
