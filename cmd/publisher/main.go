@@ -16,8 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
@@ -28,16 +26,7 @@ import (
 
 func main() {
 	app.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return // --help printed the usage
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "publisher:", err)
-		os.Exit(1)
-	}
+	app.Main("publisher", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr) })
 }
 
 const usage = `usage: publisher COMMAND [flags]

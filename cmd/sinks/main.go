@@ -8,14 +8,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/sinks"
@@ -23,16 +20,7 @@ import (
 
 func main() {
 	app.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return // --help printed the usage
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sinks:", err)
-		os.Exit(1)
-	}
+	app.Main("sinks", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 const usage = `usage: sinks [command] [flags]
