@@ -40,6 +40,9 @@ type Publisher struct {
 
 	metrics *obs.Metrics // may be nil
 
+	// ackTimer bounds await's wait for a future; only collect uses it.
+	ackTimer *time.Timer
+
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
@@ -72,7 +75,8 @@ func NewPublisher(js jetstream.JetStream, levels *catalog.Levels, maxInFlight in
 		maxInFlight = 1
 	}
 	p := &Publisher{js: js, levels: levels, pending: make(chan pendingPub, maxInFlight), retries: PublishRetries,
-		done: make(chan struct{}), metrics: m}
+		done: make(chan struct{}), metrics: m, ackTimer: time.NewTimer(PublishAckTimeout)}
+	p.ackTimer.Stop()
 	go p.collect()
 	return p
 }
@@ -176,15 +180,16 @@ func (p *Publisher) await(ctx context.Context, pp pendingPub) Ack {
 	if pp.fut != nil {
 		// The JetStream context's own async timeout (Connect sets
 		// PublishAckTimeout) also fails the future; the timer covers a
-		// context made without one.
-		timer := time.NewTimer(PublishAckTimeout)
+		// context made without one. One timer, reset for every wait,
+		// keeps the wait free of allocations.
+		p.ackTimer.Reset(PublishAckTimeout)
 		select {
 		case a := <-pp.fut.Ok():
-			timer.Stop()
+			p.ackTimer.Stop()
 			return Ack{Duplicate: a.Duplicate, Seq: a.Sequence}
 		case err = <-pp.fut.Err():
-			timer.Stop()
-		case <-timer.C:
+			p.ackTimer.Stop()
+		case <-p.ackTimer.C:
 			err = fmt.Errorf("no acknowledgement within %v", PublishAckTimeout)
 		}
 	}
