@@ -165,7 +165,7 @@ ack-wait = "5s"
 	}
 
 	// The stages' warnings and errors, shown when the test fails.
-	logs := &lockedBuffer{}
+	logs := &pipelinetest.SyncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -353,24 +353,6 @@ ack-wait = "5s"
 	// failover reach a sink again; sinks are idempotent by event id (the
 	// log file above). Report how many, so a change is visible.
 	t.Logf("count sink: %d distinct events, %d redelivered copies; consumers:%s", len(counter.ids), redelivered, state())
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {

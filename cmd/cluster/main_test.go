@@ -10,31 +10,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
-
-// syncBuffer is an io.Writer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // freePorts returns n loopback ports that were free a moment ago.
 func freePorts(t *testing.T, n int) []int {
@@ -75,7 +58,7 @@ func TestClusterRunsAndStops(t *testing.T) {
 	confDir, store := writeNodes(t, nil), t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr pipelinetest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"--config-dir", confDir, "--dir", store}, &stdout, &stderr) }()
 
@@ -180,7 +163,7 @@ func TestClusterBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr pipelinetest.SyncBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			err := run(ctx, tt.args(t), &stdout, &stderr)
@@ -192,7 +175,7 @@ func TestClusterBadInput(t *testing.T) {
 }
 
 func TestHelpHasExample(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr pipelinetest.SyncBuffer
 	err := run(context.Background(), []string{"--help"}, &stdout, &stderr)
 	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "Example:") || !strings.Contains(stderr.String(), "--config-dir") {
 		t.Fatalf("--help: %v\n%s", err, stderr.String())

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +15,12 @@ import (
 	"github.com/mailtel/mailtel/schema"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tail runs `sinks tail args...` until stop is called, which returns its
 // error and what it printed.
-func (e *testEnv) tail(args ...string) (out *syncBuffer, stop func() (error, string)) {
+func (e *testEnv) tail(args ...string) (out *pipelinetest.SyncBuffer, stop func() (error, string)) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncBuffer{}
-	var errOut syncBuffer
+	out = &pipelinetest.SyncBuffer{}
+	var errOut pipelinetest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append(append([]string{"tail"}, args...), "--config", e.file, "--nats", e.env.NATS.URL), out, &errOut)
