@@ -192,8 +192,9 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 	main := b.rep
 	defer func() { b.rep = main }()
 	type round struct {
-		rows  []benchkit.Row
-		score float64 // the ratio, or the throughput of the one scenario
+		rows         []benchkit.Row
+		base, single float64 // msg/s and events/s, 0 when not run
+		score        float64 // the ratio, or the throughput of the one scenario
 	}
 	var done []round
 	for i := 1; i <= b.o.rounds; i++ {
@@ -213,7 +214,7 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 		}
 		base, okBase := b.rep.Get(scBaseline, "publish+consume")
 		single, okSingle := b.rep.Get(scSingle, "throughput")
-		r := round{rows: b.rep.Rows, score: base}
+		r := round{rows: b.rep.Rows, base: base, single: single, score: base}
 		switch {
 		case okBase && okSingle && base > 0:
 			r.score = single / base
@@ -228,7 +229,9 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 	main.Rows = append(main.Rows, median.rows...)
 	if b.o.runs(scBaseline) && b.o.runs(scSingle) && len(done) > 1 {
 		for i, r := range done {
-			main.Add(scSummary, fmt.Sprintf("single/baseline round %d", i+1), r.score, "ratio")
+			main.Add(scSummary, fmt.Sprintf("round %d: baseline", i+1), r.base, "msg/s")
+			main.Add(scSummary, fmt.Sprintf("round %d: single", i+1), r.single, "events/s")
+			main.Add(scSummary, fmt.Sprintf("round %d: single/baseline", i+1), r.score, "ratio")
 		}
 	}
 	return nil
