@@ -109,7 +109,7 @@ ack-wait = "5s"
 	// Each stage has its own connection, as separate processes would.
 	_, adminJS := c.Connect(t, "mailtel-admin")
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-	if err := pipeline.EnsureStreams(sctx, adminJS, cfg.Streams); err != nil {
+	if err := pipeline.EnsureStreams(sctx, adminJS, cfg.Streams, cfg.SinkNames()); err != nil {
 		t.Fatal(err)
 	}
 	scancel()
@@ -152,7 +152,7 @@ ack-wait = "5s"
 		ictx, icancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer icancel()
 		var b strings.Builder
-		for _, sc := range [][2]string{{cfg.Streams.Events, cfg.Router.Consumer}, {cfg.Streams.Routed, pipeline.SinkConsumerName("count")}, {cfg.Streams.Routed, pipeline.SinkConsumerName("file")}} {
+		for _, sc := range [][2]string{{cfg.Streams.Events, cfg.Router.Consumer}, {cfg.Streams.RoutedStream("count"), pipeline.SinkConsumerName("count")}, {cfg.Streams.RoutedStream("file"), pipeline.SinkConsumerName("file")}} {
 			info, err := consumerInfo(ictx, adminJS, sc[0], sc[1])
 			if err != nil {
 				fmt.Fprintf(&b, "\n  %s: %v", sc[1], err)
@@ -228,8 +228,8 @@ ack-wait = "5s"
 			// EVENTS leader.
 			waitUntil(t, 20*time.Second, "sinks to start writing", func() bool { return counter.distinct() > 500 })
 			leader := c.WaitLeaderOf(t, cfg.Streams.Events, 5*time.Second)
-			t.Logf("after %d events offered (%d acked, %d at the count sink): shutting down n%d, leader of EVENTS (ROUTED leader: n%d)",
-				i, acked.Load(), counter.distinct(), leader+1, c.LeaderOf(cfg.Streams.Routed)+1)
+			t.Logf("after %d events offered (%d acked, %d at the count sink): shutting down n%d, leader of EVENTS (ROUTED_file leader: n%d)",
+				i, acked.Load(), counter.distinct(), leader+1, c.LeaderOf(cfg.Streams.RoutedStream("file"))+1)
 			c.Stop(leader)
 			killed = leader
 		}
@@ -275,11 +275,12 @@ ack-wait = "5s"
 	}
 	t.Logf("all %d routed events at both sinks %v after the start", len(want), time.Since(began).Round(time.Millisecond))
 
-	// Streams: each event stored once in EVENTS, each copy once in ROUTED
-	// (one per sink), despite retried publishes and redelivered routing.
+	// Streams: each event stored once in EVENTS, each copy once in its
+	// sink's ROUTED stream, despite retried publishes and redelivered
+	// routing.
 	sctx, scancel = context.WithTimeout(ctx, 10*time.Second)
 	defer scancel()
-	for name, n := range map[string]uint64{cfg.Streams.Events: total, cfg.Streams.Routed: uint64(2 * len(want))} {
+	for name, n := range map[string]uint64{cfg.Streams.Events: total, cfg.Streams.RoutedStream("count"): uint64(len(want)), cfg.Streams.RoutedStream("file"): uint64(len(want))} {
 		s, err := adminJS.Stream(sctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -454,7 +455,7 @@ func TestClusterConcurrentEnsureStreams(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			began := time.Now()
-			errs[i] = pipeline.EnsureStreams(ctx, jss[i], cfg.Streams)
+			errs[i] = pipeline.EnsureStreams(ctx, jss[i], cfg.Streams, []string{"log", "siem"})
 			took[i] = time.Since(began)
 		}()
 	}

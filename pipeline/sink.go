@@ -35,7 +35,9 @@ type Sink interface {
 
 // SinkOptions configure the runtime of one sink.
 type SinkOptions struct {
-	Stream     string // ROUTED stream name
+	// Routed is [streams] routed: the sink reads its own stream,
+	// config.RoutedStream(Routed, name).
+	Routed     string
 	Batch      int
 	MaxDeliver int // attempts before a failing batch is dead-lettered
 	AckWait    time.Duration
@@ -48,7 +50,7 @@ type SinkOptions struct {
 
 // SinkOptionsFrom reads the sink runtime options from a configuration.
 func SinkOptionsFrom(c *config.Config) SinkOptions {
-	return SinkOptions{Stream: c.Streams.Routed, Batch: c.Sinks.Batch, MaxDeliver: c.Sinks.MaxDeliver,
+	return SinkOptions{Routed: c.Streams.Routed, Batch: c.Sinks.Batch, MaxDeliver: c.Sinks.MaxDeliver,
 		AckWait: c.Sinks.AckWait.D(), BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second,
 		ShutdownTimeout: 10 * time.Second}
 }
@@ -58,6 +60,7 @@ func SinkOptionsFrom(c *config.Config) SinkOptions {
 type SinkRunner struct {
 	js      jetstream.JetStream
 	name    string
+	stream  string // the sink's ROUTED stream
 	sink    Sink
 	opts    SinkOptions
 	log     zerolog.Logger
@@ -89,7 +92,7 @@ func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
-	return &SinkRunner{js: js, name: name, sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
+	return &SinkRunner{js: js, name: name, stream: config.RoutedStream(opts.Routed, name), sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
 		written: newSeqSet(1 << 16)}
 }
 
@@ -101,7 +104,7 @@ func (r *SinkRunner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 	name := SinkConsumerName(r.name)
 	var cons jetstream.Consumer
 	err := retryManagement(ctx, func(ctx context.Context) (err error) {
-		cons, err = r.js.CreateOrUpdateConsumer(ctx, r.opts.Stream, jetstream.ConsumerConfig{
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, r.stream, jetstream.ConsumerConfig{
 			Durable:       name,
 			FilterSubject: RoutedPrefix + r.name + ".>",
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -113,7 +116,7 @@ func (r *SinkRunner) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on %s: %w", name, r.opts.Stream, err)
+		return nil, fmt.Errorf("create consumer %s on %s: %w", name, r.stream, err)
 	}
 	return cons, nil
 }
@@ -129,7 +132,7 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 	check := "sink:" + r.name
 	r.health.Set(check, nil)
 	defer r.health.Set(check, errors.New("stopped"))
-	go watchLag(ctx, cons, r.opts.Stream, SinkConsumerName(r.name), r.metrics)
+	go watchLag(ctx, cons, r.stream, SinkConsumerName(r.name), r.metrics)
 
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch), jetstream.PullExpiry(pullExpiry))
 	if err != nil {

@@ -18,11 +18,12 @@ const (
 	DLQPrefix    = "dlq."
 )
 
-// StreamConfigs returns the configurations of the EVENTS, ROUTED and DLQ
-// streams: file storage, limits retention (so replay, tail and every sink
-// can read the same messages), the configured max age, max bytes, replicas
-// and duplicate window.
-func StreamConfigs(s config.Streams) []jetstream.StreamConfig {
+// StreamConfigs returns the configurations of the EVENTS and DLQ streams
+// and of the ROUTED stream of each of sinks (config.RoutedStream, subjects
+// routed.<sink>.>): file storage, limits retention (so replay, tail and
+// every sink can read the same messages), the configured max age, max
+// bytes, replicas and duplicate window.
+func StreamConfigs(s config.Streams, sinks []string) []jetstream.StreamConfig {
 	mk := func(name, subject string) jetstream.StreamConfig {
 		maxBytes := int64(s.MaxBytes)
 		if maxBytes == 0 {
@@ -40,28 +41,38 @@ func StreamConfigs(s config.Streams) []jetstream.StreamConfig {
 			Duplicates: s.Duplicates.D(),
 		}
 	}
-	return []jetstream.StreamConfig{
-		mk(s.Events, EventsPrefix+">"),
-		mk(s.Routed, RoutedPrefix+">"),
-		mk(s.DLQ, DLQPrefix+">"),
+	scs := []jetstream.StreamConfig{mk(s.Events, EventsPrefix+">"), mk(s.DLQ, DLQPrefix+">")}
+	for _, sink := range sinks {
+		scs = append(scs, mk(s.RoutedStream(sink), RoutedPrefix+sink+".>"))
 	}
+	return scs
 }
 
-// EnsureStreams creates the three streams, or updates them to the
-// configuration. It is idempotent and safe to run from every process at
-// once, also on a cluster (see retryManagement).
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, s config.Streams) error {
-	for _, sc := range StreamConfigs(s) {
+// EnsureStreams creates the EVENTS and DLQ streams and the ROUTED streams
+// of sinks, or updates them to the configuration. It is idempotent and safe
+// to run from every process at once, also on a cluster (see
+// retryManagement). Every process that publishes routed copies must ensure
+// the streams of the sinks it routes to.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s config.Streams, sinks []string) error {
+	for _, sc := range StreamConfigs(s, sinks) {
 		err := retryManagement(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		})
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectsOverlap {
+			err = fmt.Errorf("%w (a stream of an earlier mailtel, %s, may hold every routed.> subject: once its sinks caught up, delete it and start again)", err, s.Routed)
+		}
 		if err != nil {
 			return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
 }
+
+// errCodeSubjectsOverlap is the JetStream API error code of "subjects
+// overlap with an existing stream".
+const errCodeSubjectsOverlap = 10065
 
 // managementAttempt bounds one JetStream management request (stream or
 // consumer create-or-update) made by retryManagement.

@@ -53,6 +53,15 @@ func configTOML(logDir string, fanout bool, hookURL, maxBytes string) string {
 	return b.String()
 }
 
+// routedStreams names the ROUTED streams of c's sinks.
+func routedStreams(c *config.Config) []string {
+	var names []string
+	for _, sink := range c.SinkNames() {
+		names = append(names, c.Streams.RoutedStream(sink))
+	}
+	return names
+}
+
 // stage is a running pipeline: fresh streams, the sinks (in this process,
 // on one connection, as a `sinks` process runs them), the router and a
 // publisher on its own connection.
@@ -116,12 +125,12 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 	s.cfg.NATS.URL = b.url
 	s.table = pipeline.NewTable(s.cfg.SinkSpecs(), s.cfg.Levels)
 	st := s.cfg.Streams
-	if err := b.deleteStreams(ctx, st.Events, st.Routed, st.DLQ); err != nil {
+	if err := b.deleteStreams(ctx, append([]string{st.Events, st.DLQ}, routedStreams(s.cfg)...)...); err != nil {
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureStreams(cctx, b.js, st); err != nil {
+	if err := pipeline.EnsureStreams(cctx, b.js, st, s.cfg.SinkNames()); err != nil {
 		return nil, err
 	}
 
@@ -226,7 +235,7 @@ func (s *stage) close() {
 	}
 	if s.cfg != nil {
 		st := s.cfg.Streams
-		s.b.deleteStreams(context.Background(), st.Events, st.Routed, st.DLQ)
+		s.b.deleteStreams(context.Background(), append([]string{st.Events, st.DLQ}, routedStreams(s.cfg)...)...)
 	}
 	if !s.b.o.keep {
 		os.RemoveAll(s.dir)

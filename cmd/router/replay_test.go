@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -220,16 +222,23 @@ func routedCounts(t *testing.T, js jetstream.JetStream, cfg *config.Config) map[
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, cfg.Streams.Routed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter("routed.>"))
-	if err != nil {
-		t.Fatal(err)
+	subjects := map[string]uint64{}
+	for _, sink := range cfg.SinkNames() {
+		st, err := js.Stream(ctx, cfg.Streams.RoutedStream(sink))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // the sink was never routed to
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter("routed.>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(subjects, info.State.Subjects)
 	}
 	out := map[string]map[string]uint64{}
-	for subj, c := range info.State.Subjects {
+	for subj, c := range subjects {
 		sink, typ, _ := strings.Cut(strings.TrimPrefix(subj, "routed."), ".")
 		if out[sink] == nil {
 			out[sink] = map[string]uint64{}

@@ -261,10 +261,11 @@ func dlqRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeConn()
-	if _, err := js.Consumer(ctx, cfg.Streams.Routed, pipeline.SinkConsumerName(*sink)); errors.Is(err, jetstream.ErrConsumerNotFound) {
-		fmt.Fprintf(stderr, "warning: sink %s has no consumer on %s yet; re-driven events wait there until the sink runs\n", *sink, cfg.Streams.Routed)
+	routed := cfg.Streams.RoutedStream(*sink)
+	if _, err := js.Consumer(ctx, routed, pipeline.SinkConsumerName(*sink)); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		fmt.Fprintf(stderr, "warning: sink %s has no consumer on %s yet; re-driven events wait there until the sink runs\n", *sink, routed)
 	}
-	outcomes, err := dlqtool.Redrive(ctx, js, cfg.Streams.DLQ, *sink, dlqtool.RedriveOptions{DryRun: *dry, Max: *maxN, RoutedStream: cfg.Streams.Routed})
+	outcomes, err := dlqtool.Redrive(ctx, js, cfg.Streams.DLQ, *sink, dlqtool.RedriveOptions{DryRun: *dry, Max: *maxN, RoutedStream: routed})
 	verb := "redriven"
 	if *dry {
 		verb = "would redrive"

@@ -76,7 +76,7 @@ func newDLQEnv(t *testing.T) *dlqEnv {
 	t.Helper()
 	e := &dlqEnv{env: pipelinetest.Start(t), cfg: config.Default(), siem: &siem{got: map[string]int{}}}
 	e.cfg.NATS = e.env.NATS
-	e.env.EnsureStreams(t, e.cfg)
+	e.env.EnsureStreams(t, e.cfg, "siem")
 	srv := httptest.NewServer(e.siem)
 	t.Cleanup(srv.Close)
 	var err error
@@ -99,7 +99,7 @@ func newDLQEnv(t *testing.T) *dlqEnv {
 // returned func is called.
 func (e *dlqEnv) runSink(t *testing.T) (stop func()) {
 	t.Helper()
-	opts := pipeline.SinkOptions{Stream: e.cfg.Streams.Routed, Batch: 20, MaxDeliver: 3, AckWait: 5 * time.Second,
+	opts := pipeline.SinkOptions{Routed: e.cfg.Streams.Routed, Batch: 20, MaxDeliver: 3, AckWait: 5 * time.Second,
 		BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -281,7 +281,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 	}
 	waitUntil(t, "the sink delivers every re-driven event", func() bool { return len(e.siem.received()) == n })
 	waitUntil(t, "the sink's consumer acks everything", func() bool {
-		cons, err := e.env.JS.Consumer(ctx, e.cfg.Streams.Routed, pipeline.SinkConsumerName("siem"))
+		cons, err := e.env.JS.Consumer(ctx, e.cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem"))
 		if err != nil {
 			return false
 		}
@@ -333,7 +333,7 @@ func TestDLQRedriveRepeatedAfterCrash(t *testing.T) {
 	}
 	// The crashed run: the copy is stored, the dead letter is not deleted.
 	routedInfo := func() uint64 {
-		s, err := e.env.JS.Stream(ctx, e.cfg.Streams.Routed)
+		s, err := e.env.JS.Stream(ctx, e.cfg.Streams.RoutedStream("siem"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +348,7 @@ func TestDLQRedriveRepeatedAfterCrash(t *testing.T) {
 	if _, err := e.env.JS.PublishMsg(ctx, &nats.Msg{Subject: "routed.siem.auth.failed", Data: data}, jetstream.WithMsgID(dlqtool.RedriveMsgID("siem", l[0].Seq, stored))); err != nil {
 		t.Fatal(err)
 	}
-	out, err := dlqtool.Redrive(ctx, e.env.JS, e.cfg.Streams.DLQ, "siem", dlqtool.RedriveOptions{RoutedStream: e.cfg.Streams.Routed})
+	out, err := dlqtool.Redrive(ctx, e.env.JS, e.cfg.Streams.DLQ, "siem", dlqtool.RedriveOptions{RoutedStream: e.cfg.Streams.RoutedStream("siem")})
 	if err != nil || len(out) != 1 || out[0].Skipped != "" {
 		t.Fatalf("redrive: %v %+v", err, out)
 	}

@@ -87,7 +87,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	r, err := replay.Open(ctx, js, replay.ReadOptions{Stream: cfg.Streams.Routed,
+	r, err := replay.Open(ctx, js, replay.ReadOptions{Stream: cfg.Streams.RoutedStream(spec.Name),
 		Subjects: []string{pipeline.RoutedPrefix + spec.Name + ".>"}, Range: rng})
 	if err != nil {
 		return fmt.Errorf("sinks replay %s: %w", spec.Name, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -100,12 +101,23 @@ func (e *testEnv) startRouter(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// routedStream is the ROUTED stream of the sink a routed.<sink>... filter
+// names.
+func (e *testEnv) routedStream(t *testing.T, filter string) string {
+	t.Helper()
+	name, err := replay.StreamOf([]string{filter}, e.cfg.Streams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
 // routedCount counts the messages on a ROUTED subject filter.
 func (e *testEnv) routedCount(t *testing.T, filter string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := e.env.JS.Stream(ctx, e.cfg.Streams.Routed)
+	st, err := e.env.JS.Stream(ctx, e.routedStream(t, filter))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +137,7 @@ func (e *testEnv) routed(t *testing.T, filter string) []jetstream.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := e.env.JS.Stream(ctx, e.cfg.Streams.Routed)
+	st, err := e.env.JS.Stream(ctx, e.routedStream(t, filter))
 	if err != nil {
 		t.Fatal(err)
 	}

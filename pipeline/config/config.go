@@ -135,7 +135,20 @@ type TLS struct {
 	Key  string `toml:"key"`
 }
 
-// Streams is `[streams]`: names and limits of the three streams.
+// RoutedStream returns the name of the stream that holds the routed copies
+// of one sink, routed.<sink>.>: "<routed>_<sink>" (ROUTED_siem), where
+// routed is [streams] routed. Each sink has a stream of its own so that its
+// consumer's filter is its stream's whole subject space, which the server
+// reads by a plain scan; a filter narrower than its stream makes the server
+// match every subject of a block against it for each delivered message.
+func RoutedStream(routed, sink string) string { return routed + "_" + sink }
+
+// RoutedStream returns the name of the stream that holds the routed copies
+// of one sink (see the function RoutedStream).
+func (s Streams) RoutedStream(sink string) string { return RoutedStream(s.Routed, sink) }
+
+// Streams is `[streams]`: names and limits of the streams: EVENTS, DLQ,
+// and one ROUTED stream per sink, named by RoutedStream.
 type Streams struct {
 	Events     string   `toml:"events"`
 	Routed     string   `toml:"routed"`

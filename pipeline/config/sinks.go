@@ -51,6 +51,15 @@ func (s *SinkSpec) Wants(id string, lv catalog.Level) bool {
 	return !s.Exclude.Match(id)
 }
 
+// SinkNames returns the names of the enabled sinks, in SinkSpecs order.
+func (c *Config) SinkNames() []string {
+	var names []string
+	for _, s := range c.SinkSpecs() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
 // SinkSpecs returns the enabled sinks of a validated configuration, sorted
 // by name.
 func (c *Config) SinkSpecs() []SinkSpec {

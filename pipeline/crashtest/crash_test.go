@@ -210,8 +210,8 @@ func TestCrash(t *testing.T) {
 	routerRedeliv, ru := c.sumMetric("router", `mailtel_redelivered_total{stage="router"}`)
 	allRedeliv, su := c.sumMetric("sinks", `mailtel_redelivered_total{stage="sink:all"}`)
 	authRedeliv, _ := c.sumMetric("sinks", `mailtel_redelivered_total{stage="sink:auth"}`)
-	t.Logf("RESULT seed %d: %d events published (%d streams), EVENTS %d, ROUTED %d, DLQ %d",
-		seed, published, len(streams), counts["EVENTS"], counts["ROUTED"], counts["DLQ"])
+	t.Logf("RESULT seed %d: %d events published (%d streams), EVENTS %d, ROUTED_all %d, ROUTED_auth %d, DLQ %d",
+		seed, published, len(streams), counts["EVENTS"], counts["ROUTED_all"], counts["ROUTED_auth"], counts["DLQ"])
 	t.Logf("RESULT kills: %d router, %d sinks (SIGKILL; up to %d routers at once); publishers done at %s, drained at %s, checked in %s, total %s",
 		ch.kills["router"], ch.kills["sinks"], ch.maxRouters, publishedAt, drainedAt, time.Since(checkedAt).Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 	t.Logf("RESULT sink all: %d lines, %d distinct events of %d wanted; sink auth: %d lines, %d distinct of %d wanted",
@@ -288,15 +288,15 @@ func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, w
 }
 
 // checkStreams checks what the streams hold: one EVENTS message per
-// event, one ROUTED copy per event and sink that wants it (the router's
-// copies are deduplicated by Nats-Msg-Id), no dead letters. It returns the
-// message count of each stream.
+// event, one copy per event in the ROUTED stream of each sink that wants it
+// (the router's copies are deduplicated by Nats-Msg-Id), no dead letters.
+// It returns the message count of each stream.
 func checkStreams(t *testing.T, js jetstream.JetStream, events, wantAll, wantAuth int64) map[string]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	counts := map[string]uint64{}
-	for _, name := range []string{"EVENTS", "ROUTED", "DLQ"} {
+	for _, name := range []string{"EVENTS", "ROUTED_all", "ROUTED_auth", "DLQ"} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
@@ -310,8 +310,9 @@ func checkStreams(t *testing.T, js jetstream.JetStream, events, wantAll, wantAut
 	if counts["EVENTS"] != uint64(events) {
 		t.Errorf("EVENTS holds %d messages, want %d (one per published event)", counts["EVENTS"], events)
 	}
-	if counts["ROUTED"] != uint64(wantAll+wantAuth) {
-		t.Errorf("ROUTED holds %d copies, want %d (%d for all + %d for auth): the router stored copies twice or lost some", counts["ROUTED"], wantAll+wantAuth, wantAll, wantAuth)
+	if counts["ROUTED_all"] != uint64(wantAll) || counts["ROUTED_auth"] != uint64(wantAuth) {
+		t.Errorf("ROUTED_all holds %d copies and ROUTED_auth %d, want %d and %d: the router stored copies twice or lost some",
+			counts["ROUTED_all"], counts["ROUTED_auth"], wantAll, wantAuth)
 	}
 	if counts["DLQ"] != 0 {
 		t.Errorf("DLQ holds %d dead letters, want none", counts["DLQ"])
@@ -402,8 +403,8 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 	deadline := time.Now().Add(within)
 	consumers := []struct{ stream, name string }{
 		{"EVENTS", "router"},
-		{"ROUTED", pipeline.SinkConsumerName("all")},
-		{"ROUTED", pipeline.SinkConsumerName("auth")},
+		{"ROUTED_all", pipeline.SinkConsumerName("all")},
+		{"ROUTED_auth", pipeline.SinkConsumerName("auth")},
 	}
 	var state string
 	for time.Now().Before(deadline) {

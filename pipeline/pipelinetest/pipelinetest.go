@@ -43,13 +43,14 @@ func Start(t testing.TB) *Env {
 	return &Env{Server: srv, NATS: cfg, Conn: nc, JS: js}
 }
 
-// EnsureStreams creates the configuration's streams (with a short duplicate
-// window) or fails the test.
-func (e *Env) EnsureStreams(t testing.TB, c *config.Config) {
+// EnsureStreams creates the configuration's streams, with the ROUTED
+// streams of its sinks and of the sinks named in more (sinks a test builds
+// itself), or fails the test.
+func (e *Env) EnsureStreams(t testing.TB, c *config.Config, more ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureStreams(ctx, e.JS, c.Streams); err != nil {
+	if err := pipeline.EnsureStreams(ctx, e.JS, c.Streams, append(c.SinkNames(), more...)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -33,8 +33,8 @@ func ValidateSubject(s string) error {
 }
 
 // StreamOf returns the name of the mailtel stream that holds the subjects
-// of a filter: events.* -> EVENTS, routed.* -> ROUTED, dlq.* -> DLQ (their
-// configured names). Every subject must be valid, start with one of those
+// of a filter: events.* -> EVENTS, routed.<sink>.* -> the sink's ROUTED
+// stream (config.RoutedStream), dlq.* -> DLQ (their configured names). Every subject must be valid, start with one of those
 // prefixes, and all must be in the same stream.
 func StreamOf(subjects []string, s config.Streams) (string, error) {
 	if len(subjects) == 0 {
@@ -50,7 +50,12 @@ func StreamOf(subjects []string, s config.Streams) (string, error) {
 		case strings.HasPrefix(subj, pipeline.EventsPrefix):
 			name = s.Events
 		case strings.HasPrefix(subj, pipeline.RoutedPrefix):
-			name = s.Routed
+			// Each sink has its own ROUTED stream.
+			sink, _, _ := strings.Cut(strings.TrimPrefix(subj, pipeline.RoutedPrefix), ".")
+			if sink == "*" || sink == ">" {
+				return "", fmt.Errorf("subject %q spans the ROUTED streams of every sink: give one sink (routed.siem.>)", subj)
+			}
+			name = s.RoutedStream(sink)
 		case strings.HasPrefix(subj, pipeline.DLQPrefix):
 			name = s.DLQ
 		default:

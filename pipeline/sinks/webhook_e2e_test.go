@@ -262,7 +262,7 @@ max-deliver = 30
 	})
 	// Nothing more can arrive once the sink's consumer has acked everything.
 	poll(t, 15*time.Second, "the sink's consumer acks everything", func() bool {
-		cons, err := p.JS.Consumer(ctx, cfg.Streams.Routed, pipeline.SinkConsumerName("siem"))
+		cons, err := p.JS.Consumer(ctx, cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem"))
 		if err != nil {
 			return false
 		}

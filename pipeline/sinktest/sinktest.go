@@ -189,7 +189,7 @@ func setup(t *testing.T, f Factory, n int, skip func(*Harness) string) *fixture 
 	fx.env = pipelinetest.Start(t)
 	fx.cfg = config.Default()
 	fx.cfg.NATS = fx.env.NATS
-	fx.env.EnsureStreams(t, fx.cfg)
+	fx.env.EnsureStreams(t, fx.cfg, fx.name)
 
 	// The router, routing every event that is not disabled to the sink.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -274,7 +274,7 @@ type runner struct {
 }
 
 func (fx *fixture) options(ackWait time.Duration) pipeline.SinkOptions {
-	return pipeline.SinkOptions{Stream: fx.cfg.Streams.Routed, Batch: batchSize, MaxDeliver: maxDeliver, AckWait: ackWait,
+	return pipeline.SinkOptions{Routed: fx.cfg.Streams.Routed, Batch: batchSize, MaxDeliver: maxDeliver, AckWait: ackWait,
 		BackoffBase: backoffBase, BackoffMax: backoffMax, ShutdownTimeout: 5 * time.Second}
 }
 
@@ -377,7 +377,7 @@ func (fx *fixture) settled() {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	fx.poll("sink consumer acks everything", func() string {
-		cons, err := fx.env.JS.Consumer(ctx, fx.cfg.Streams.Routed, pipeline.SinkConsumerName(fx.name))
+		cons, err := fx.env.JS.Consumer(ctx, fx.cfg.Streams.RoutedStream(fx.name), pipeline.SinkConsumerName(fx.name))
 		if err != nil {
 			return err.Error()
 		}
@@ -628,7 +628,7 @@ func replayIdempotent(t *testing.T, f Factory) {
 	// JetStream delivers the sink's whole history once more.
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if err := fx.env.JS.DeleteConsumer(ctx, fx.cfg.Streams.Routed, pipeline.SinkConsumerName(fx.name)); err != nil {
+	if err := fx.env.JS.DeleteConsumer(ctx, fx.cfg.Streams.RoutedStream(fx.name), pipeline.SinkConsumerName(fx.name)); err != nil {
 		t.Fatalf("delete the sink's consumer: %v", err)
 	}
 	r2 := fx.start(replay, opts)
