@@ -27,30 +27,6 @@ import (
 	"github.com/mailtel/mailtel/schema"
 )
 
-// deliveryCounter is a Sink that counts how often each event id was handed
-// to it, so a test sees the redeliveries the sink runtime passes on.
-type deliveryCounter struct {
-	mu  sync.Mutex
-	ids map[string]int
-}
-
-func (d *deliveryCounter) Write(_ context.Context, batch []*schema.Event) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, ev := range batch {
-		d.ids[ev.ID]++
-	}
-	return nil
-}
-
-func (d *deliveryCounter) Close(context.Context) error { return nil }
-
-func (d *deliveryCounter) distinct() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.ids)
-}
-
 // TestClusterLeaderFailover runs a publisher, a router and two sinks (a
 // counting sink and a real JSON log tracer), each on its own connection, on
 // a 3-node JetStream cluster with replicas 3, and shuts the EVENTS stream
@@ -198,7 +174,7 @@ ack-wait = "5s"
 		}
 	}()
 	run("router", pipeline.NewRouter(routerJS, table, pipeline.RouterOptionsFrom(cfg), log, m, h).Run)
-	counter := &deliveryCounter{ids: map[string]int{}}
+	counter := newRecorder() // counts how often each event id reached the sink
 	run("sink count", pipeline.NewSinkRunner(sinksJS, "count", counter, pipeline.SinkOptionsFrom(cfg), log, m, h).Run)
 	var fileSpec config.SinkSpec
 	for _, s := range cfg.SinkSpecs() {
@@ -226,10 +202,10 @@ ack-wait = "5s"
 		if i == killAt {
 			// Mid-flow: wait until the sinks are writing, then stop the
 			// EVENTS leader.
-			waitUntil(t, 20*time.Second, "sinks to start writing", func() bool { return counter.distinct() > 500 })
+			waitUntil(t, 20*time.Second, "sinks to start writing", func() bool { return counter.count() > 500 })
 			leader := c.WaitLeaderOf(t, cfg.Streams.Events, 5*time.Second)
 			t.Logf("after %d events offered (%d acked, %d at the count sink): shutting down n%d, leader of EVENTS (ROUTED_file leader: n%d)",
-				i, acked.Load(), counter.distinct(), leader+1, c.LeaderOf(cfg.Streams.RoutedStream("file"))+1)
+				i, acked.Load(), counter.count(), leader+1, c.LeaderOf(cfg.Streams.RoutedStream("file"))+1)
 			c.Stop(leader)
 			killed = leader
 		}
@@ -268,10 +244,10 @@ ack-wait = "5s"
 	var logged map[string]int
 	if !pollUntil(ctx, func() bool {
 		logged = readLog()
-		return counter.distinct() >= len(want) && len(logged) >= len(want)
+		return counter.count() >= len(want) && len(logged) >= len(want)
 	}) {
 		t.Fatalf("after %v: count sink has %d, log file %d of %d events\nconsumers:%s\npipeline goroutines:\n%s",
-			time.Since(began).Round(time.Millisecond), counter.distinct(), len(logged), len(want), state(), pipelineStacks())
+			time.Since(began).Round(time.Millisecond), counter.count(), len(logged), len(want), state(), pipelineStacks())
 	}
 	t.Logf("all %d routed events at both sinks %v after the start", len(want), time.Since(began).Round(time.Millisecond))
 
