@@ -60,32 +60,20 @@ func (b *bench) baseline(ctx context.Context) error {
 	for i := range payload {
 		payload[i] = 'a' + byte(i%26)
 	}
-	// Every phase gets a new stream under a new name: the server removes a
-	// deleted stream's files in the background, and a stream created at
-	// once under the same name can fail ("error creating store").
-	sc := jetstream.StreamConfig{Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
+	sc := jetstream.StreamConfig{Name: baselineStream, Subjects: []string{"bench.>"}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, Duplicates: b.streams.Duplicates.D()}
-	stream := ""
 	newStream := func() error {
-		if stream != "" {
-			if err := b.deleteStreams(ctx, stream); err != nil {
-				return err
-			}
+		if err := b.deleteStreams(ctx, baselineStream); err != nil {
+			return err
 		}
-		stream = b.uniqueName(baselineStream)
-		sc.Name = stream
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if _, err := b.js.CreateStream(cctx, sc); err != nil {
-			return fmt.Errorf("create stream %s: %w", stream, err)
+			return fmt.Errorf("create stream %s: %w", baselineStream, err)
 		}
 		return nil
 	}
-	defer func() {
-		if stream != "" {
-			b.deleteStreams(context.Background(), stream)
-		}
-	}()
+	defer b.deleteStreams(context.Background(), baselineStream)
 
 	// publish sends n messages with ids prefix<i> and waits for every ack.
 	publish := func(ctx context.Context, prefix string) error {
@@ -117,7 +105,7 @@ func (b *bench) baseline(ctx context.Context) error {
 	stored := func() (uint64, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		s, err := b.js.Stream(cctx, stream)
+		s, err := b.js.Stream(cctx, baselineStream)
 		if err != nil {
 			return 0, fmt.Errorf("stream info: %w", err)
 		}
@@ -143,7 +131,7 @@ func (b *bench) baseline(ctx context.Context) error {
 
 	// Consume only: what was just stored.
 	b.progress("baseline: consume only, %d messages", n)
-	c, err := b.newBaselineConsumer(ctx, conJS, stream, "bench-consume-only")
+	c, err := b.newBaselineConsumer(ctx, conJS, "bench-consume-only")
 	if err != nil {
 		return err
 	}
@@ -160,7 +148,7 @@ func (b *bench) baseline(ctx context.Context) error {
 		return err
 	}
 	b.progress("baseline: publish and consume at once, %d messages", n)
-	c, err = b.newBaselineConsumer(ctx, conJS, stream, "bench-consume")
+	c, err = b.newBaselineConsumer(ctx, conJS, "bench-consume")
 	if err != nil {
 		return err
 	}
@@ -192,10 +180,10 @@ func (b *bench) baseline(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) newBaselineConsumer(ctx context.Context, js jetstream.JetStream, stream, name string) (jetstream.Consumer, error) {
+func (b *bench) newBaselineConsumer(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Consumer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := js.CreateOrUpdateConsumer(cctx, stream, jetstream.ConsumerConfig{
+	c, err := js.CreateOrUpdateConsumer(cctx, baselineStream, jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,

@@ -46,21 +46,6 @@ type bench struct {
 	js        jetstream.JetStream
 	routerBin string
 	streams   config.Streams // of the default configuration
-	names     int            // streams named so far, for uniqueName
-}
-
-// stageStreams names the streams of a new pipeline stage. Each stage has
-// streams of its own: the server removes a deleted stream's files in the
-// background, and a stream created at once under the same name can fail
-// ("error creating store").
-func (b *bench) stageStreams() config.Streams {
-	return config.Streams{Events: b.uniqueName("EVENTS"), Routed: b.uniqueName("ROUTED"), DLQ: b.uniqueName("DLQ")}
-}
-
-// uniqueName returns prefix_<n>, a stream name not used before in this run.
-func (b *bench) uniqueName(prefix string) string {
-	b.names++
-	return fmt.Sprintf("%s_%d", prefix, b.names)
 }
 
 // newBench starts the server, connects, and builds the router binary.

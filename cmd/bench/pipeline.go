@@ -39,14 +39,12 @@ const (
 // configTOML is the configuration of a pipeline scenario: a log tracer at
 // level trace writing json, plus, for the fan-out, the metrics sink and a
 // webhook receiving every event. Everything else is the default.
-func configTOML(logDir string, fanout bool, hookURL, maxBytes string, st config.Streams) string {
+func configTOML(logDir string, fanout bool, hookURL, maxBytes string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[logging]\nlevel = \"warn\"\nformat = \"json\"\n\n")
-	fmt.Fprintf(&b, "[streams]\nevents = %q\nrouted = %q\ndlq = %q\n", st.Events, st.Routed, st.DLQ)
 	if maxBytes != "" {
-		fmt.Fprintf(&b, "max-bytes = %q\n", maxBytes)
+		fmt.Fprintf(&b, "[streams]\nmax-bytes = %q\n\n", maxBytes)
 	}
-	b.WriteString("\n")
 	fmt.Fprintf(&b, "[tracer.%s]\ntype = \"log\"\nlevel = \"trace\"\nformat = \"json\"\npath = %q\nprefix = %q\n\n", logSink, logDir, logPrefix)
 	if fanout {
 		fmt.Fprintf(&b, "[metrics.prometheus]\nenable = true\nlisten = \"127.0.0.1:0\"\n\n")
@@ -118,7 +116,7 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 		hookURL = s.hook.URL + "/events"
 	}
 	cfgPath := filepath.Join(s.dir, "mailtel.toml")
-	if err := os.WriteFile(cfgPath, []byte(configTOML(s.logDir, fanout, hookURL, maxBytes, b.stageStreams())), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(configTOML(s.logDir, fanout, hookURL, maxBytes)), 0o644); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
 	if s.cfg, err = config.Load(cfgPath); err != nil {
