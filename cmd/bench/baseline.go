@@ -29,7 +29,6 @@ const (
 // no consumer), consume only (the N stored), then publish and consume at
 // once into a new stream: N / (first publish -> last ack).
 func (b *bench) baseline(ctx context.Context) error {
-	settle()
 	n := b.o.n
 	b.setting("baseline.message_bytes", strconv.Itoa(baselineSize))
 	b.setting("baseline.publish_window", strconv.Itoa(baselineInFlight))

@@ -237,11 +237,6 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 	return nil
 }
 
-// settle collects the garbage of the phases before, as the testing package
-// does before each benchmark, so that one phase does not pay for the
-// heap another left behind (this process hosts the NATS server).
-func settle() { runtime.GC() }
-
 // finish adds the ratios and this process's peak memory, and closes the
 // report's meta.
 func (b *bench) finish() {

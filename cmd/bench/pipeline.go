@@ -133,7 +133,6 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 	if err := pipeline.EnsureStreams(cctx, b.js, st, s.cfg.SinkNames()); err != nil {
 		return nil, err
 	}
-	settle()
 
 	// Sinks.
 	var sinkJS jetstream.JetStream
