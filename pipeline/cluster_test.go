@@ -85,7 +85,7 @@ ack-wait = "5s"
 	// Each stage has its own connection, as separate processes would.
 	_, adminJS := c.Connect(t, "mailtel-admin")
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
-	if err := pipeline.EnsureStreams(sctx, adminJS, cfg.Streams, cfg.SinkNames()); err != nil {
+	if err := pipeline.EnsureStreams(sctx, adminJS, cfg); err != nil {
 		t.Fatal(err)
 	}
 	scancel()
@@ -431,7 +431,7 @@ func TestClusterConcurrentEnsureStreams(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			began := time.Now()
-			errs[i] = pipeline.EnsureStreams(ctx, jss[i], cfg.Streams, []string{"log", "siem"})
+			errs[i] = pipeline.EnsureStreams(ctx, jss[i], cfg, "log", "siem")
 			took[i] = time.Since(began)
 		}()
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/benchkit"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
@@ -59,9 +60,25 @@ func event(i int, typ string) schema.Event {
 		Server: "stalwart", Host: "mx1", Fields: []schema.Field{{Key: "accountId", Value: schema.Uint(uint64(i))}}}
 }
 
+// TestPublishRouteSink checks the routing rules end to end for each way a
+// sink's ROUTED stream can be filled: by the router, by the server (stream
+// source, the sink applies its rules), and a mix of both.
 func TestPublishRouteSink(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		server string // [router] server-fan-out
+	}{
+		{"router", `[]`},
+		{"server", `["errors", "siem"]`},
+		{"mixed", `["siem"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPublishRouteSink(t, tc.server) })
+	}
+}
+
+func testPublishRouteSink(t *testing.T, server string) {
 	env := pipelinetest.Start(t)
-	cfg, err := config.Parse([]byte(`
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 [tracing.level]
 "smtp.rcpt-to" = "warn"
 [tracer.errors]
@@ -70,7 +87,9 @@ level = "warn"
 [webhook.siem]
 url = "http://127.0.0.1:1/"
 events = ["auth.*"]
-`))
+[router]
+server-fan-out = %s
+`, server)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +113,8 @@ events = ["auth.*"]
 		}()
 	}
 	run(router.Run)
-	for name, s := range sinks {
-		run(pipeline.NewSinkRunner(env.JS, name, s, pipeline.SinkOptionsFrom(cfg), log, m, h).Run)
+	for _, spec := range cfg.SinkSpecs() {
+		run(pipeline.NewSinkRunner(env.JS, spec.Name, sinks[spec.Name], pipeline.SinkOptionsFor(cfg, spec), log, m, h).Run)
 	}
 
 	// auth.success (info), auth.failed (info), acme.error (error),
@@ -147,6 +166,29 @@ events = ["auth.*"]
 			}
 		}
 		s.mu.Unlock()
+	}
+	// With every sink fed by the server, the router does not consume.
+	_, err = env.JS.Consumer(ctx, cfg.Streams.Events, cfg.Router.Consumer)
+	if allServer := server == `["errors", "siem"]`; allServer != errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("every sink fed by the server: %v; router consumer lookup: %v", allServer, err)
+	}
+	// A sink the server feeds holds every event in its stream and skips
+	// what its rules reject; the router copies only what a sink wants.
+	for _, spec := range cfg.SinkSpecs() {
+		wantStored, wantFiltered := uint64(2*per), 0.0
+		if spec.ServerFanOut {
+			wantStored, wantFiltered = n, float64(n-2*per)
+		}
+		st, err := env.JS.Stream(ctx, cfg.Streams.RoutedStream(spec.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().State.Msgs; got != wantStored {
+			t.Errorf("stream of sink %s holds %d messages, want %d", spec.Name, got, wantStored)
+		}
+		if got := benchkit.CounterValue(m.Filtered.WithLabelValues(spec.Name)); got != wantFiltered {
+			t.Errorf("sink %s filtered %v events, want %v", spec.Name, got, wantFiltered)
+		}
 	}
 	cancel()
 	wg.Wait()

@@ -31,7 +31,8 @@ type RouterOptions struct {
 }
 
 // Router copies events from EVENTS to the ROUTED subjects of the sinks
-// that want them. Its workers, and those of every other router process,
+// that want them, except for the sinks whose ROUTED stream the server
+// fills (config.SinkSpec.ServerFanOut; see EnsureStreams). Its workers, and those of every other router process,
 // share one durable pull consumer, so adding workers or processes adds
 // throughput.
 //
@@ -59,7 +60,10 @@ type Router struct {
 
 	mu      sync.Mutex
 	pending map[*nats.Msg]*routing // copy -> its source
-	idle    *sync.Cond             // signalled when pending empties
+	// serverOnly is set when every sink is fed by the server: the router
+	// then has nothing to copy and does not consume.
+	serverOnly bool
+	idle       *sync.Cond // signalled when pending empties
 }
 
 // routing is one EVENTS message whose copies are being stored.
@@ -80,7 +84,8 @@ const copyTimeout = 15 * time.Second
 // stalls the pipeline for half a minute on a cluster failover).
 const pullExpiry = 5 * time.Second
 
-// NewRouter returns a router over the table. It uses js for its consumer
+// NewRouter returns a router over the table's sinks that are not fed by
+// the server (Table.RouterTable). It uses js for its consumer
 // and dead letters, and a JetStream context of its own on the same
 // connection for the copies.
 func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *Router {
@@ -93,6 +98,8 @@ func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zer
 	if opts.AckWait == 0 {
 		opts.AckWait = 30 * time.Second
 	}
+	full := table
+	table = table.RouterTable()
 	r := &Router{js: js, table: table, opts: opts, log: log, metrics: m, health: h,
 		received:    m.Received.WithLabelValues("router"),
 		redelivered: m.Redelivered.WithLabelValues("router"),
@@ -102,6 +109,7 @@ func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zer
 		pending:     map[*nats.Msg]*routing{},
 	}
 	r.idle = sync.NewCond(&r.mu)
+	r.serverOnly = len(full.Specs()) > 0 && len(table.Specs()) == 0
 	for _, s := range table.Specs() {
 		r.routed[s.Name] = m.Routed.WithLabelValues(s.Name)
 	}
@@ -136,8 +144,16 @@ func (r *Router) Consumer(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // Run routes until ctx ends, then finishes the messages in flight (their
-// copies are awaited, then they are acked).
+// copies are awaited, then they are acked). When the server feeds every
+// sink, Run only waits for ctx: the router's consumer keeps its position,
+// and a sink routed by the router later receives the events since then.
 func (r *Router) Run(ctx context.Context) error {
+	if r.serverOnly {
+		r.log.Info().Msg("the NATS server copies events to every sink ([router] server-fan-out): nothing to route")
+		r.health.Set("consumer", nil)
+		<-ctx.Done()
+		return nil
+	}
 	pub, err := jetstream.New(r.js.Conn(),
 		jetstream.WithPublishAsyncMaxPending(max(r.opts.Workers*r.opts.Batch*4, 4096)),
 		jetstream.WithPublishAsyncTimeout(copyTimeout),

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline/config"
@@ -46,6 +47,11 @@ type SinkOptions struct {
 	// ShutdownTimeout bounds how long a write in flight may take after the
 	// runner was asked to stop.
 	ShutdownTimeout time.Duration
+	// Wants, when set, is the sink's routing rule: the runner acks the
+	// messages whose event type it rejects without writing them, and
+	// dead-letters those whose subject or payload names no event type. It
+	// is set for a sink the server feeds every event (server fan-out).
+	Wants func(eventID string) bool
 }
 
 // SinkOptionsFrom reads the sink runtime options from a configuration.
@@ -53,6 +59,21 @@ func SinkOptionsFrom(c *config.Config) SinkOptions {
 	return SinkOptions{Routed: c.Streams.Routed, Batch: c.Sinks.Batch, MaxDeliver: c.Sinks.MaxDeliver,
 		AckWait: c.Sinks.AckWait.D(), BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second,
 		ShutdownTimeout: 10 * time.Second}
+}
+
+// SinkOptionsFor returns the runtime options of one sink: those of
+// SinkOptionsFrom, the webhook's max-backoff, and, for a sink the server
+// feeds (spec.ServerFanOut), its routing rule as Wants.
+func SinkOptionsFor(c *config.Config, spec config.SinkSpec) SinkOptions {
+	o := SinkOptionsFrom(c)
+	if spec.Webhook != nil && spec.Webhook.MaxBackoff > 0 {
+		o.BackoffMax = spec.Webhook.MaxBackoff.D()
+	}
+	if spec.ServerFanOut {
+		t := NewTable([]config.SinkSpec{spec}, c.Levels)
+		o.Wants = func(id string) bool { return t.Wants(spec.Name, id) }
+	}
+	return o
 }
 
 // SinkRunner feeds one sink from its durable consumer on
@@ -69,7 +90,8 @@ type SinkRunner struct {
 	// written holds the stream sequences this runner wrote recently, so a
 	// message redelivered only because its ack came late is not written
 	// twice.
-	written *seqSet
+	written  *seqSet
+	filtered prometheus.Counter // messages Wants rejected
 }
 
 // NewSinkRunner returns a runner for the sink named name.
@@ -93,7 +115,7 @@ func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions
 		opts.ShutdownTimeout = 10 * time.Second
 	}
 	return &SinkRunner{js: js, name: name, stream: config.RoutedStream(opts.Routed, name), sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
-		written: newSeqSet(1 << 16)}
+		written: newSeqSet(1 << 16), filtered: m.Filtered.WithLabelValues(name)}
 }
 
 // SinkConsumerName is the durable consumer of a sink.
@@ -238,9 +260,25 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 				}
 			}
 		}
+		var id string
+		if r.opts.Wants != nil {
+			if id = SubjectEventID(m.Subject()); id == "" {
+				r.deadLetter(m, fmt.Errorf("subject %q does not end in an event id", m.Subject()))
+				continue
+			}
+			if !r.opts.Wants(id) {
+				r.filtered.Inc()
+				m.Ack()
+				continue
+			}
+		}
 		ev := new(schema.Event)
 		if err := schema.Unmarshal(m.Data(), ev); err != nil {
 			r.deadLetter(m, err) // schema says what it was decoding
+			continue
+		}
+		if id != "" && ev.Type != id {
+			r.deadLetter(m, fmt.Errorf("event type %q does not match subject %q", ev.Type, m.Subject()))
 			continue
 		}
 		if again {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,11 +20,13 @@ const (
 )
 
 // StreamConfigs returns the configurations of the EVENTS and DLQ streams
-// and of the ROUTED stream of each of sinks (config.RoutedStream, subjects
-// routed.<sink>.>): file storage, limits retention (so replay, tail and
-// every sink can read the same messages), the configured max age, max
-// bytes, replicas and duplicate window.
-func StreamConfigs(s config.Streams, sinks []string) []jetstream.StreamConfig {
+// and of the ROUTED stream of each sink named in routed (config.RoutedStream,
+// subjects routed.<sink>.>): file storage, limits retention (so replay,
+// tail and every sink can read the same messages), the configured max age,
+// max bytes, replicas and duplicate window. The ROUTED streams of sinks fed
+// by the server get their source from EnsureStreams, which knows where it
+// must start.
+func StreamConfigs(s config.Streams, routed []string) []jetstream.StreamConfig {
 	mk := func(name, subject string) jetstream.StreamConfig {
 		maxBytes := int64(s.MaxBytes)
 		if maxBytes == 0 {
@@ -42,31 +45,104 @@ func StreamConfigs(s config.Streams, sinks []string) []jetstream.StreamConfig {
 		}
 	}
 	scs := []jetstream.StreamConfig{mk(s.Events, EventsPrefix+">"), mk(s.DLQ, DLQPrefix+">")}
-	for _, sink := range sinks {
+	for _, sink := range routed {
 		scs = append(scs, mk(s.RoutedStream(sink), RoutedPrefix+sink+".>"))
 	}
 	return scs
 }
 
 // EnsureStreams creates the EVENTS and DLQ streams and the ROUTED streams
-// of sinks, or updates them to the configuration. It is idempotent and safe
+// of the configuration's sinks and of the sinks named in more (fed by the
+// router), or updates them to the configuration. It is idempotent and safe
 // to run from every process at once, also on a cluster (see
 // retryManagement). Every process that publishes routed copies must ensure
 // the streams of the sinks it routes to.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, s config.Streams, sinks []string) error {
-	for _, sc := range StreamConfigs(s, sinks) {
+//
+// The ROUTED stream of a sink named in [router] server-fan-out also has
+// EVENTS as a stream source that renames events.<id> to routed.<sink>.<id>:
+// the server copies every event into it, reliably and in order, and the
+// sink skips what its rules reject. Its subjects stay open to publishers,
+// so replays still write into it. When the source is added to a stream the
+// router fed until then, it starts after the router consumer's ack floor:
+// nothing is lost, and events the router copied above the floor reach the
+// sink twice, which the sink finds by event id. A sink fed by the server
+// cannot go back to the router while its stream holds the source: that is
+// an error that says what to do.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c *config.Config, more ...string) error {
+	var names []string
+	server := map[string]bool{}
+	for _, spec := range c.SinkSpecs() {
+		names = append(names, spec.Name)
+		server[spec.Name] = spec.ServerFanOut
+	}
+	names = append(names, more...)
+	sinkOf := map[string]string{} // ROUTED stream -> its sink
+	for _, n := range names {
+		sinkOf[c.Streams.RoutedStream(n)] = n
+	}
+	for _, sc := range StreamConfigs(c.Streams, names) {
+		sink, routed := sinkOf[sc.Name]
 		err := retryManagement(ctx, func(ctx context.Context) error {
+			if routed {
+				if err := fanOutSource(ctx, js, c, sink, server[sink], &sc); err != nil {
+					return err
+				}
+			}
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		})
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectsOverlap {
-			err = fmt.Errorf("%w (a stream of an earlier mailtel, %s, may hold every routed.> subject: once its sinks caught up, delete it and start again)", err, s.Routed)
+			err = fmt.Errorf("%w (a stream of an earlier mailtel, %s, may hold every routed.> subject: once its sinks caught up, delete it and start again)", err, c.Streams.Routed)
 		}
 		if err != nil {
 			return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
 		}
 	}
+	return nil
+}
+
+// fanOutSource sets the sources of sc, the ROUTED stream of sink, from the
+// stream as it exists: a server-fed sink keeps its EVENTS source as it is
+// (so the server keeps its position), or gets one starting after the
+// router consumer's ack floor; a router-fed sink must not have one.
+func fanOutSource(ctx context.Context, js jetstream.JetStream, c *config.Config, sink string, server bool, sc *jetstream.StreamConfig) error {
+	var current []*jetstream.StreamSource
+	st, err := js.Stream(ctx, sc.Name)
+	switch {
+	case err == nil:
+		current = st.CachedInfo().Config.Sources
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("read stream %s: %w", sc.Name, err)
+	}
+	fromEvents := slices.ContainsFunc(current, func(src *jetstream.StreamSource) bool { return src.Name == c.Streams.Events })
+	switch {
+	case !server && fromEvents:
+		return fmt.Errorf("sink %s is not in [router] server-fan-out, but the server still copies %s into %s: "+
+			"put it back, or delete the stream once sink %s caught up (nats stream rm %s) and start again",
+			sink, c.Streams.Events, sc.Name, sink, sc.Name)
+	case !server:
+		sc.Sources = current
+		return nil
+	case fromEvents:
+		sc.Sources = current
+		return nil
+	}
+	var start uint64
+	cons, err := js.Consumer(ctx, c.Streams.Events, c.Router.Consumer)
+	switch {
+	case err == nil:
+		start = cons.CachedInfo().AckFloor.Stream + 1
+	case !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("read router consumer %s: %w", c.Router.Consumer, err)
+	}
+	sc.Sources = append(current, &jetstream.StreamSource{
+		Name:        c.Streams.Events,
+		OptStartSeq: start,
+		SubjectTransforms: []jetstream.SubjectTransformConfig{
+			{Source: EventsPrefix + ">", Destination: RoutedPrefix + sink + ".>"},
+		},
+	})
 	return nil
 }
 

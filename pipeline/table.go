@@ -72,5 +72,33 @@ func (t *Table) Route(id string) (targets []Target, known bool) {
 	return r, false
 }
 
+// Wants reports whether the sink named sink records events of type id. It
+// allocates nothing for a catalog type.
+func (t *Table) Wants(sink, id string) bool {
+	targets, _ := t.Route(id)
+	for i := range targets {
+		if targets[i].Sink == sink {
+			return true
+		}
+	}
+	return false
+}
+
+// RouterTable returns the table the router copies events by: t without
+// the sinks whose ROUTED stream the server fills
+// (config.SinkSpec.ServerFanOut). It is t itself when there are none.
+func (t *Table) RouterTable() *Table {
+	var specs []config.SinkSpec
+	for _, s := range t.specs {
+		if !s.ServerFanOut {
+			specs = append(specs, s)
+		}
+	}
+	if len(specs) == len(t.specs) {
+		return t
+	}
+	return NewTable(specs, t.levels)
+}
+
 // Specs returns the sink specs the table was compiled from.
 func (t *Table) Specs() []config.SinkSpec { return t.specs }

@@ -113,3 +113,38 @@ func BenchmarkRoute(b *testing.B) {
 		i++
 	}
 }
+
+// TestRouterTableAndWants: the router's table leaves out the sinks the
+// server feeds, and Wants answers as Route does, for those sinks too,
+// without allocating for a catalog type.
+func TestRouterTableAndWants(t *testing.T) {
+	cfg, err := config.Parse([]byte(routeConfig + "\n[router]\nserver-fan-out = [\"log\", \"metrics\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable(cfg.SinkSpecs(), cfg.Levels)
+	rt := tab.RouterTable()
+	if got := len(rt.Specs()); got != 1 || rt.Specs()[0].Name != "siem" {
+		t.Fatalf("router table sinks %v, want [siem]", rt.Specs())
+	}
+	if full := NewTable(routeTable(t).Specs(), cfg.Levels); full.RouterTable() != full {
+		t.Error("RouterTable of a table without server fan-out is not the table itself")
+	}
+	for _, id := range []string{"auth.success", "network.closed", "delivery.dsn-perm-fail", "mailtel.not-in-catalog"} {
+		targets, _ := tab.Route(id)
+		for _, sink := range []string{"log", "metrics", "siem"} {
+			want := false
+			for _, tg := range targets {
+				want = want || tg.Sink == sink
+			}
+			if got := tab.Wants(sink, id); got != want {
+				t.Errorf("Wants(%s, %s) = %v, Route says %v", sink, id, got, want)
+			}
+		}
+		if _, ok := catalog.Lookup(id); ok {
+			if n := testing.AllocsPerRun(100, func() { tab.Wants("log", id) }); n != 0 {
+				t.Errorf("Wants(log, %s) allocates %v times", id, n)
+			}
+		}
+	}
+}

@@ -136,7 +136,7 @@ func (b *bench) close() {
 // runAll runs the selected scenarios in order.
 func (b *bench) runAll(ctx context.Context) error {
 	var evs []schema.Event
-	if b.o.runs(scSingle) || b.o.runs(scFanout) {
+	if slices.ContainsFunc([]string{scSingle, scSingleServer, scFanout, scFanoutServer}, b.o.runs) {
 		b.progress("generating %d synthetic events", b.o.n)
 		evs = generate(b.o.seed, b.o.n)
 		total := 0
@@ -152,49 +152,62 @@ func (b *bench) runAll(ctx context.Context) error {
 	if err := b.rounds(ctx, evs); err != nil {
 		return err
 	}
-	// The latency phase runs at half the single-sink rate right after the
-	// single-sink phase, on the same warm server, and not in the wake of
-	// the fan-out phase (whose three times as many copies the server is
+	// A latency phase runs at half its single-sink rate right after the
+	// single-sink rounds, on the same warm server, and not in the wake of
+	// a fan-out phase (whose three times as many copies the server is
 	// still deleting when the next phase starts).
-	rate := b.o.rate
-	if rate == 0 {
-		single, _ := b.rep.Get(scSingle, "throughput")
-		rate = single / 2
+	halfRate := func(single string) float64 {
+		if b.o.rate > 0 {
+			return b.o.rate
+		}
+		v, _ := b.rep.Get(single, "throughput")
+		return v / 2
 	}
-	if b.o.runs(scLatency) {
-		if err := b.paced(ctx, scLatency, rate, b.o.latency); err != nil {
-			return fmt.Errorf("latency: %w", err)
+	for _, sc := range []string{scLatency, scLatencyServer} {
+		if b.o.runs(sc) {
+			if err := b.paced(ctx, sc, halfRate(singleOf(sc)), b.o.latency); err != nil {
+				return fmt.Errorf("%s: %w", sc, err)
+			}
 		}
 	}
-	if b.o.runs(scFanout) {
-		if err := b.throughput(ctx, scFanout, true, evs); err != nil {
-			return fmt.Errorf("three sinks: %w", err)
+	for _, sc := range []string{scFanout, scFanoutServer} {
+		if b.o.runs(sc) {
+			if err := b.throughput(ctx, sc, true, evs); err != nil {
+				return fmt.Errorf("%s: three sinks: %w", sc, err)
+			}
 		}
 	}
 	evs = nil
 	if b.o.soak > 0 {
-		if err := b.paced(ctx, scSoak, rate, b.o.soak); err != nil {
+		if err := b.paced(ctx, scSoak, halfRate(scSingle), b.o.soak); err != nil {
 			return fmt.Errorf("soak: %w", err)
 		}
 	}
 	return nil
 }
 
-// rounds runs the baseline and the single-sink scenario (those of them
+// rounds runs the baseline and the single-sink scenarios (those of them
 // selected) -rounds times, alternating, each round into a report of its
 // own, and keeps the rows of the round whose single/baseline ratio is the
-// median (with one of the two scenarios, the median of its throughput).
-// Every round's ratio is added to the summary.
+// median (without the baseline, the median of the first single-sink
+// throughput). Every round's rates and ratios, and the median of each
+// ratio, are added to the summary.
 func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
-	if !b.o.runs(scBaseline) && !b.o.runs(scSingle) {
+	var scs []string
+	for _, sc := range []string{scBaseline, scSingle, scSingleServer} {
+		if b.o.runs(sc) {
+			scs = append(scs, sc)
+		}
+	}
+	if len(scs) == 0 {
 		return nil
 	}
 	main := b.rep
 	defer func() { b.rep = main }()
 	type round struct {
-		rows         []benchkit.Row
-		base, single float64 // msg/s and events/s, 0 when not run
-		score        float64 // the ratio, or the throughput of the one scenario
+		rows  []benchkit.Row
+		rates map[string]float64 // scenario -> msg/s or events/s
+		score float64            // the first ratio, or the first throughput
 	}
 	var done []round
 	for i := 1; i <= b.o.rounds; i++ {
@@ -202,37 +215,55 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 		if b.o.rounds > 1 {
 			b.progress("round %d of %d", i, b.o.rounds)
 		}
-		if b.o.runs(scBaseline) {
-			if err := b.baseline(ctx); err != nil {
-				return fmt.Errorf("baseline: %w", err)
+		r := round{rates: map[string]float64{}}
+		for _, sc := range scs {
+			var err error
+			if sc == scBaseline {
+				err = b.baseline(ctx)
+			} else {
+				err = b.throughput(ctx, sc, false, evs)
 			}
-		}
-		if b.o.runs(scSingle) {
-			if err := b.throughput(ctx, scSingle, false, evs); err != nil {
-				return fmt.Errorf("single sink: %w", err)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc, err)
 			}
+			row := "throughput"
+			if sc == scBaseline {
+				row = "publish+consume"
+			}
+			r.rates[sc], _ = b.rep.Get(sc, row)
 		}
-		base, okBase := b.rep.Get(scBaseline, "publish+consume")
-		single, okSingle := b.rep.Get(scSingle, "throughput")
-		r := round{rows: b.rep.Rows, base: base, single: single, score: base}
-		switch {
-		case okBase && okSingle && base > 0:
-			r.score = single / base
-		case okSingle:
-			r.score = single
+		r.rows = b.rep.Rows
+		if base := r.rates[scBaseline]; base > 0 && len(scs) > 1 {
+			r.score = r.rates[scs[1]] / base
+		} else {
+			r.score = r.rates[scs[0]]
 		}
 		done = append(done, r)
 	}
 	byScore := slices.Clone(done)
 	slices.SortStableFunc(byScore, func(a, c round) int { return cmp.Compare(a.score, c.score) })
-	median := byScore[(len(byScore)-1)/2]
-	main.Rows = append(main.Rows, median.rows...)
-	if b.o.runs(scBaseline) && b.o.runs(scSingle) && len(done) > 1 {
-		for i, r := range done {
-			main.Add(scSummary, fmt.Sprintf("round %d: baseline", i+1), r.base, "msg/s")
-			main.Add(scSummary, fmt.Sprintf("round %d: single", i+1), r.single, "events/s")
-			main.Add(scSummary, fmt.Sprintf("round %d: single/baseline", i+1), r.score, "ratio")
+	main.Rows = append(main.Rows, byScore[(len(byScore)-1)/2].rows...)
+	if !b.o.runs(scBaseline) || len(scs) < 2 || len(done) < 2 {
+		return nil
+	}
+	ratios := map[string][]float64{}
+	for i, r := range done {
+		for _, sc := range scs {
+			unit := "events/s"
+			if sc == scBaseline {
+				unit = "msg/s"
+			}
+			main.Add(scSummary, fmt.Sprintf("round %d: %s", i+1, sc), r.rates[sc], unit)
+			if sc != scBaseline {
+				ratio := r.rates[sc] / r.rates[scBaseline]
+				ratios[sc] = append(ratios[sc], ratio)
+				main.Add(scSummary, fmt.Sprintf("round %d: %s/baseline", i+1, sc), ratio, "ratio")
+			}
 		}
+	}
+	for _, sc := range scs[1:] {
+		vs := slices.Sorted(slices.Values(ratios[sc]))
+		main.Add(scSummary, sc+"/baseline median of rounds", vs[(len(vs)-1)/2], "ratio")
 	}
 	return nil
 }
@@ -241,7 +272,7 @@ func (b *bench) rounds(ctx context.Context, evs []schema.Event) error {
 // report's meta.
 func (b *bench) finish() {
 	base, okBase := b.rep.Get(scBaseline, "publish+consume")
-	for _, sc := range []string{scSingle, scFanout} {
+	for _, sc := range []string{scSingle, scSingleServer, scFanout, scFanoutServer} {
 		if v, ok := b.rep.Get(sc, "throughput"); ok && okBase && base > 0 {
 			b.rep.Add(scSummary, sc+"/baseline", v/base, "ratio")
 		}

@@ -40,15 +40,32 @@ func main() {
 
 // Scenario names, in the order they run.
 const (
-	scBaseline = "baseline"
-	scSingle   = "single"
-	scFanout   = "fanout"
-	scLatency  = "latency"
-	scSoak     = "soak"
-	scSummary  = "summary"
+	scBaseline      = "baseline"
+	scSingle        = "single"
+	scSingleServer  = "single-server"
+	scFanout        = "fanout"
+	scFanoutServer  = "fanout-server"
+	scLatency       = "latency"
+	scLatencyServer = "latency-server"
+	scSoak          = "soak"
+	scSummary       = "summary"
 )
 
-var allScenarios = []string{scBaseline, scSingle, scFanout, scLatency}
+var allScenarios = []string{scBaseline, scSingle, scSingleServer, scFanout, scFanoutServer, scLatency, scLatencyServer}
+
+// serverScenario reports whether scenario sc runs with server fan-out
+// ([router] server-fan-out names every sink): the NATS server copies the
+// events into the sinks' streams and the router has nothing to do.
+func serverScenario(sc string) bool { return strings.HasSuffix(sc, "-server") }
+
+// singleOf returns the single-sink scenario whose rate a latency scenario
+// runs at half of.
+func singleOf(latency string) string {
+	if serverScenario(latency) {
+		return scSingleServer
+	}
+	return scSingle
+}
 
 // options are the parsed flags.
 type options struct {
@@ -83,10 +100,15 @@ Measures mailtel end to end on one embedded NATS server with file storage
   fanout    N events to three sinks: log, metrics, a webhook on 127.0.0.1
   latency   paced events at half the single-sink rate: publish -> write
             latency p50/p95/p99/max
+  single-server, fanout-server, latency-server
+            the same with server fan-out ([router] server-fan-out names
+            every sink): the NATS server copies EVENTS into the sinks'
+            streams, the sinks apply their rules, the router idles
 and the router's CPU time, allocations and peak RSS per routed event (the
 router runs as its own process, built from ./cmd/router). Baseline and
-single sink run -rounds times, alternating, since the machine is noisy:
-the table shows the round with the median ratio and lists every ratio. Prints one table
+the single-sink scenarios run -rounds times, alternating, since the machine
+is noisy: the table shows the round with the median single/baseline ratio
+and lists every round's ratios and their medians. Prints one table
 and writes it as JSON to -out. With -soak D it runs the single-sink pipeline
 at half load for D instead, sampling the router's RSS, and reports whether
 it stays flat.`
@@ -182,8 +204,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if o.rate == 0 {
 			o.only = []string{scSingle}
 		}
-	} else if o.runs(scLatency) && !o.runs(scSingle) && o.rate == 0 {
-		return nil, fmt.Errorf("-only %s: the latency phase runs at half the single-sink rate: add single, or give -rate", only)
+	} else if o.rate == 0 {
+		for _, l := range []string{scLatency, scLatencyServer} {
+			if o.runs(l) && !o.runs(singleOf(l)) {
+				return nil, fmt.Errorf("-only %s: %s runs at half the rate of %s: add it, or give -rate", only, l, singleOf(l))
+			}
+		}
 	}
 	return o, nil
 }

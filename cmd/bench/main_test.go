@@ -18,7 +18,7 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 		check   func(*options) bool
 	}{
-		{"defaults", nil, "", func(o *options) bool { return o.n == 300_000 && o.latency == 10*time.Second && len(o.only) == 4 }},
+		{"defaults", nil, "", func(o *options) bool { return o.n == 300_000 && o.latency == 10*time.Second && len(o.only) == len(allScenarios) }},
 		{"short", []string{"-short"}, "", func(o *options) bool { return o.n == 50_000 && o.latency == 4*time.Second }},
 		{"n overrides short", []string{"-short", "-n", "7"}, "", func(o *options) bool { return o.n == 7 }},
 		{"soak measures the rate first", []string{"-soak", "1m"}, "", func(o *options) bool { return len(o.only) == 1 && o.only[0] == scSingle }},
@@ -28,6 +28,7 @@ func TestParseFlags(t *testing.T) {
 		{"no rounds", []string{"-rounds", "0"}, "-rounds 0", nil},
 		{"unknown scenario", []string{"-only", "single,turbo"}, `unknown scenario "turbo"`, nil},
 		{"latency alone needs a rate", []string{"-only", "latency"}, "give -rate", nil},
+		{"latency-server needs single-server", []string{"-only", "single,latency-server"}, "add it, or give -rate", nil},
 		{"latency alone with a rate", []string{"-only", "latency", "-rate", "10"}, "", func(o *options) bool { return o.rate == 10 }},
 		{"bad router", []string{"-router", "remote"}, `-router "remote"`, nil},
 		{"bad duration", []string{"-latency", "soon"}, "invalid value", nil},
@@ -118,22 +119,31 @@ func TestRunInProcess(t *testing.T) {
 	for _, m := range []struct{ sc, metric string }{
 		{scBaseline, "publish only"}, {scBaseline, "consume only"}, {scBaseline, "publish+consume"},
 		{scSingle, "throughput"}, {scFanout, "throughput"}, {scLatency, "published rate"},
+		{scSingleServer, "throughput"}, {scFanoutServer, "throughput"}, {scLatencyServer, "published rate"},
 	} {
 		if v := r.get(t, m.sc, m.metric); v <= 0 {
 			t.Errorf("%s %s = %v", m.sc, m.metric, v)
 		}
 	}
-	for _, sink := range []string{"log", "metrics", "hook"} {
-		if v := r.get(t, scFanout, "written "+sink); v != 3000 {
-			t.Errorf("fanout: %s wrote %v, want 3000 (every synthetic event has a level a trace sink and \"*\" take)", sink, v)
+	for _, sc := range []string{scFanout, scFanoutServer} {
+		for _, sink := range []string{"log", "metrics", "hook"} {
+			if v := r.get(t, sc, "written "+sink); v != 3000 {
+				t.Errorf("%s: %s wrote %v, want 3000 (every synthetic event has a level a trace sink and \"*\" take)", sc, sink, v)
+			}
 		}
+	}
+	// With server fan-out the router copies nothing.
+	if v := r.get(t, scFanoutServer, "copies routed"); v != 0 {
+		t.Errorf("fanout-server: the router copied %v events", v)
 	}
 	p50, p99 := r.get(t, scLatency, "publish->write p50"), r.get(t, scLatency, "publish->write p99")
 	if p50 <= 0 || p99 < p50 {
 		t.Errorf("latency p50 %v p99 %v", p50, p99)
 	}
-	if single := r.get(t, scSummary, "single/baseline"); single <= 0 {
-		t.Errorf("ratio %v", single)
+	for _, ratio := range []string{"single/baseline", "single-server/baseline", "single-server/baseline median of rounds"} {
+		if v := r.get(t, scSummary, ratio); v <= 0 {
+			t.Errorf("%s %v", ratio, v)
+		}
 	}
 	if !strings.Contains(table, "publish->write p99") {
 		t.Errorf("table:\n%s", table)

@@ -38,10 +38,18 @@ const (
 
 // configTOML is the configuration of a pipeline scenario: a log tracer at
 // level trace writing json, plus, for the fan-out, the metrics sink and a
-// webhook receiving every event. Everything else is the default.
-func configTOML(logDir string, fanout bool, hookURL, maxBytes string) string {
+// webhook receiving every event; with server, every sink is named in
+// [router] server-fan-out. Everything else is the default.
+func configTOML(logDir string, fanout, server bool, hookURL, maxBytes string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[logging]\nlevel = \"warn\"\nformat = \"json\"\n\n")
+	if server {
+		sinks := `"` + logSink + `"`
+		if fanout {
+			sinks += `, "metrics", "` + hookSink + `"`
+		}
+		fmt.Fprintf(&b, "[router]\nserver-fan-out = [%s]\n\n", sinks)
+	}
 	if maxBytes != "" {
 		fmt.Fprintf(&b, "[streams]\nmax-bytes = %q\n\n", maxBytes)
 	}
@@ -60,6 +68,33 @@ func routedStreams(c *config.Config) []string {
 		names = append(names, c.Streams.RoutedStream(sink))
 	}
 	return names
+}
+
+// waitSources waits until the server has set up the EVENTS source of
+// every ROUTED stream of c. It takes the server about 200 ms after the
+// stream is made; events published before then wait for it, which a
+// phase of a few seconds would count in its latency.
+func (b *bench) waitSources(ctx context.Context, c *config.Config) error {
+	start := time.Now()
+	for _, name := range routedStreams(c) {
+		for {
+			st, err := b.js.Stream(ctx, name)
+			if err != nil {
+				return fmt.Errorf("stream info %s: %w", name, err)
+			}
+			srcs := st.CachedInfo().Sources
+			if len(srcs) > 0 && srcs[0].Active >= 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for the server to source %s into %s: %w", c.Streams.Events, name, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	b.setting("server_fan_out.source_setup", time.Since(start).Round(time.Millisecond).String())
+	return nil
 }
 
 // stage is a running pipeline: fresh streams, the sinks (in this process,
@@ -116,7 +151,7 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 		hookURL = s.hook.URL + "/events"
 	}
 	cfgPath := filepath.Join(s.dir, "mailtel.toml")
-	if err := os.WriteFile(cfgPath, []byte(configTOML(s.logDir, fanout, hookURL, maxBytes)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(configTOML(s.logDir, fanout, serverScenario(name), hookURL, maxBytes)), 0o644); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
 	}
 	if s.cfg, err = config.Load(cfgPath); err != nil {
@@ -130,8 +165,13 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureStreams(cctx, b.js, st, s.cfg.SinkNames()); err != nil {
+	if err := pipeline.EnsureStreams(cctx, b.js, s.cfg); err != nil {
 		return nil, err
+	}
+	if serverScenario(name) {
+		if err := b.waitSources(cctx, s.cfg); err != nil {
+			return nil, err
+		}
 	}
 
 	// Sinks.
@@ -143,7 +183,6 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 	health := obs.NewHealth()
 	sctx, scancel := context.WithCancel(context.Background())
 	s.sinkCancel = scancel
-	opts := pipeline.SinkOptionsFrom(s.cfg)
 	for _, spec := range s.cfg.SinkSpecs() {
 		sk, err := sinks.Build(spec, sinks.Options{Registry: s.sinkMetrics.Registry})
 		if err != nil {
@@ -156,10 +195,7 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 		s.sinkNames = append(s.sinkNames, spec.Name)
 		s.timed[spec.Name] = ts
 		s.written[spec.Name] = s.sinkMetrics.Written.WithLabelValues(spec.Name)
-		o := opts
-		if spec.Webhook != nil && spec.Webhook.MaxBackoff > 0 {
-			o.BackoffMax = spec.Webhook.MaxBackoff.D() // as sinks.Run does
-		}
+		o := pipeline.SinkOptionsFor(s.cfg, spec) // as sinks.Run does
 		health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
 		runner := pipeline.NewSinkRunner(sinkJS, spec.Name, ts, o, b.log, s.sinkMetrics, health)
 		s.sinkWG.Add(1)

@@ -21,7 +21,7 @@ import (
 // cost, and checks that every sink wrote what the routing table sends it
 // (and the log sink's files hold exactly those lines).
 func (b *bench) throughput(ctx context.Context, sc string, fanout bool, evs []schema.Event) error {
-	b.progress("%s: %d events: publisher -> router -> %s", sc, len(evs), map[bool]string{false: "log sink", true: "log, metrics and webhook sinks"}[fanout])
+	b.progress("%s: %d events: publisher -> %s -> %s", sc, len(evs), copier(sc), map[bool]string{false: "log sink", true: "log, metrics and webhook sinks"}[fanout])
 	s, err := b.startStage(ctx, sc, fanout, nil, "")
 	if err != nil {
 		return err
@@ -129,6 +129,14 @@ func (b *bench) throughput(ctx context.Context, sc string, fanout bool, evs []sc
 	return nil
 }
 
+// copier names what copies the events of scenario sc to the sinks.
+func copier(sc string) string {
+	if serverScenario(sc) {
+		return "server fan-out"
+	}
+	return "router"
+}
+
 // paced publishes synthetic events at rate for d, in bursts every
 // millisecond, through the single-sink pipeline, and measures for each
 // event the time from just before Publish to the return of the log sink's
@@ -138,7 +146,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 	if !(r > 0) || math.IsInf(r, 0) {
 		return fmt.Errorf("no rate to pace at (the single-sink scenario measured none; give -rate)")
 	}
-	b.progress("%s: %.0f events/s for %s: publisher -> router -> log sink", sc, r, d)
+	b.progress("%s: %.0f events/s for %s: publisher -> %s -> log sink", sc, r, d, copier(sc))
 	rec := benchkit.NewLatencyRecorder()
 	maxBytes := ""
 	if sc == scSoak {

@@ -113,7 +113,7 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 		p.Health.Set("nats", nil)
 		p.Log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
 	})
-	if err := pipeline.EnsureStreams(cctx, p.JS, c.Streams, c.SinkNames()); err != nil {
+	if err := pipeline.EnsureStreams(cctx, p.JS, c); err != nil {
 		p.Close()
 		return nil, err
 	}

@@ -182,6 +182,10 @@ type Router struct {
 	Consumer string   `toml:"consumer"`
 	AckWait  Duration `toml:"ack-wait"`
 	HTTP     string   `toml:"http"`
+	// ServerFanOut names the sinks whose ROUTED stream the NATS server
+	// fills itself, as a stream source of EVENTS, instead of the router
+	// copying events into it (see SinkSpec.ServerFanOut).
+	ServerFanOut []string `toml:"server-fan-out"`
 }
 
 // SinksSection is `[sinks]`: settings shared by every sink consumer.
@@ -444,6 +448,13 @@ func (c *Config) Validate() error {
 	for _, s := range []struct{ path, v string }{{"streams.events", c.Streams.Events}, {"streams.routed", c.Streams.Routed}, {"streams.dlq", c.Streams.DLQ}} {
 		if !validSinkName(s.v) {
 			add(s.path, "stream name %q must be made of letters, digits, '-' and '_'", s.v)
+		}
+	}
+	for i, name := range c.Router.ServerFanOut {
+		_, tracer := c.Tracers[name]
+		_, webhook := c.Webhooks[name]
+		if !tracer && !webhook && name != "metrics" {
+			add(fmt.Sprintf("router.server-fan-out[%d]", i), "%q is not a sink of this file ([tracer.*], [webhook.*] or metrics)", name)
 		}
 	}
 	if c.Router.Workers < 1 {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/mailtel/mailtel/catalog"
@@ -30,6 +31,11 @@ type SinkSpec struct {
 	Include Patterns
 	// Exclude is the blocklist: matching events never reach the sink.
 	Exclude Patterns
+	// ServerFanOut is set for a sink named in [router] server-fan-out: the
+	// NATS server copies every event of EVENTS into the sink's ROUTED
+	// stream, and the sink itself skips the events the rules above reject.
+	// No router copies events for it.
+	ServerFanOut bool
 
 	Tracer  *Tracer
 	Webhook *Webhook
@@ -95,6 +101,9 @@ func (c *Config) SinkSpecs() []SinkSpec {
 	}
 	if c.Metrics.Prometheus.Enable {
 		out = append(out, SinkSpec{Name: "metrics", Kind: KindMetrics, Exclude: must(c.Metrics.DisabledEvents), Metrics: &c.Metrics})
+	}
+	for i := range out {
+		out[i].ServerFanOut = slices.Contains(c.Router.ServerFanOut, out[i].Name)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

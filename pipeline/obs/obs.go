@@ -33,6 +33,7 @@ type Metrics struct {
 	Redelivered  *prometheus.CounterVec // stage
 	DeadLettered *prometheus.CounterVec // stage
 	Duplicates   *prometheus.CounterVec // sink: redelivered events found already written
+	Filtered     *prometheus.CounterVec // sink: events of a server fan-out its rules reject
 	UnknownTypes prometheus.Counter
 	Lag          *prometheus.GaugeVec // stream, consumer
 }
@@ -57,6 +58,7 @@ func NewMetrics() *Metrics {
 		Redelivered:  cv("redelivered_total", "Messages JetStream delivered more than once to a stage.", "stage"),
 		DeadLettered: cv("dead_lettered_total", "Messages stored in the DLQ stream by a stage.", "stage"),
 		Duplicates:   cv("duplicates_skipped_total", "Redelivered events a sink had already written, acked without writing them again.", "sink"),
+		Filtered:     cv("filtered_total", "Events the server copied to a sink (server fan-out) that the sink's rules reject, acked without writing them.", "sink"),
 		UnknownTypes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "mailtel", Name: "unknown_types_total", Help: "Events whose type is not in the catalog."}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "consumer_lag",
 			Help: "Messages of the stream not yet delivered to the consumer."}, []string{"stream", "consumer"}),

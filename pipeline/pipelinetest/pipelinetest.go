@@ -50,7 +50,7 @@ func (e *Env) EnsureStreams(t testing.TB, c *config.Config, more ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureStreams(ctx, e.JS, c.Streams, append(c.SinkNames(), more...)); err != nil {
+	if err := pipeline.EnsureStreams(ctx, e.JS, c, more...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -77,7 +77,7 @@ func publishExampleEvents(ctx context.Context, url string) {
 		panic(err)
 	}
 	defer nc.Close()
-	if err := pipeline.EnsureStreams(ctx, js, config.Default().Streams, nil); err != nil {
+	if err := pipeline.EnsureStreams(ctx, js, config.Default()); err != nil {
 		panic(err)
 	}
 	pub := pipeline.NewPublisher(js, catalog.NewLevels(nil), 16, nil)

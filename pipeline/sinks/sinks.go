@@ -117,15 +117,10 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 		}
 		p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
 	}
-	opts := pipeline.SinkOptionsFrom(p.Config)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(specs))
 	for i, spec := range specs {
-		o := opts
-		if spec.Webhook != nil && spec.Webhook.MaxBackoff > 0 {
-			o.BackoffMax = spec.Webhook.MaxBackoff.D()
-		}
-		r := pipeline.NewSinkRunner(p.JS, spec.Name, built[i], o, p.Log, p.Metrics, p.Health)
+		r := pipeline.NewSinkRunner(p.JS, spec.Name, built[i], pipeline.SinkOptionsFor(p.Config, spec), p.Log, p.Metrics, p.Health)
 		p.Log.Info().Str("sink", spec.Name).Str("kind", spec.Kind).Msg("sink running")
 		wg.Add(1)
 		go func() {
