@@ -18,7 +18,9 @@ func TestParseFlags(t *testing.T) {
 		wantErr string
 		check   func(*options) bool
 	}{
-		{"defaults", nil, "", func(o *options) bool { return o.n == 300_000 && o.latency == 10*time.Second && len(o.only) == len(allScenarios) }},
+		{"defaults", nil, "", func(o *options) bool {
+			return o.n == 300_000 && o.latency == 10*time.Second && len(o.only) == len(allScenarios)
+		}},
 		{"short", []string{"-short"}, "", func(o *options) bool { return o.n == 50_000 && o.latency == 4*time.Second }},
 		{"n overrides short", []string{"-short", "-n", "7"}, "", func(o *options) bool { return o.n == 7 }},
 		{"soak measures the rate first", []string{"-soak", "1m"}, "", func(o *options) bool { return len(o.only) == 1 && o.only[0] == scSingle }},
