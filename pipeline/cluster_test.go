@@ -40,10 +40,23 @@ import (
 // 60s): messages a dead consumer leader had delivered but whose delivery
 // never reached the client are redelivered only after the ack wait, and the
 // test should not take a minute for that.
+//
+// It runs twice: with the router copying to both sinks, and with the file
+// sink fed by the server (server fan-out), whose source must survive the
+// failover of the stream it reads as well.
 func TestClusterLeaderFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("3-node cluster failover test: skipped with -short")
 	}
+	for _, tc := range []struct{ name, serverFanOut string }{
+		{"router", `[]`},
+		{"server-fan-out", `["file"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testClusterLeaderFailover(t, tc.serverFanOut) })
+	}
+}
+
+func testClusterLeaderFailover(t *testing.T, serverFanOut string) {
 	const (
 		total  = 20_000
 		killAt = total / 3 // events offered before the leader is shut down
@@ -72,10 +85,11 @@ duplicates = "2m"
 
 [router]
 ack-wait = "5s"
+server-fan-out = %s
 
 [sinks]
 ack-wait = "5s"
-`, logDir, c.URLs))
+`, logDir, c.URLs, serverFanOut))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,19 +189,22 @@ ack-wait = "5s"
 	}()
 	run("router", pipeline.NewRouter(routerJS, table, pipeline.RouterOptionsFrom(cfg), log, m, h).Run)
 	counter := newRecorder() // counts how often each event id reached the sink
-	run("sink count", pipeline.NewSinkRunner(sinksJS, "count", counter, pipeline.SinkOptionsFrom(cfg), log, m, h).Run)
-	var fileSpec config.SinkSpec
+	var countSpec, fileSpec config.SinkSpec
 	for _, s := range cfg.SinkSpecs() {
-		if s.Name == "file" {
+		switch s.Name {
+		case "count":
+			countSpec = s
+		case "file":
 			fileSpec = s
 		}
 	}
+	run("sink count", pipeline.NewSinkRunner(sinksJS, "count", counter, pipeline.SinkOptionsFor(cfg, countSpec), log, m, h).Run)
 	fileSink, err := sinks.Build(fileSpec, sinks.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fileSink.Close(context.Background())
-	run("sink file", pipeline.NewSinkRunner(sinksJS, "file", fileSink, pipeline.SinkOptionsFrom(cfg), log, m, h).Run)
+	run("sink file", pipeline.NewSinkRunner(sinksJS, "file", fileSink, pipeline.SinkOptionsFor(cfg, fileSpec), log, m, h).Run)
 
 	// Publish; the events the sinks should get are those the table routes.
 	pub := pipeline.NewPublisher(pubJS, cfg.Levels, 512, nil)
@@ -253,10 +270,18 @@ ack-wait = "5s"
 
 	// Streams: each event stored once in EVENTS, each copy once in its
 	// sink's ROUTED stream, despite retried publishes and redelivered
-	// routing.
+	// routing (or a source that had to find its place again). A stream
+	// the server fills holds every event.
 	sctx, scancel = context.WithTimeout(ctx, 10*time.Second)
 	defer scancel()
-	for name, n := range map[string]uint64{cfg.Streams.Events: total, cfg.Streams.RoutedStream("count"): uint64(len(want)), cfg.Streams.RoutedStream("file"): uint64(len(want))} {
+	stored := map[string]uint64{cfg.Streams.Events: total}
+	for _, spec := range []config.SinkSpec{countSpec, fileSpec} {
+		stored[cfg.Streams.RoutedStream(spec.Name)] = uint64(len(want))
+		if spec.ServerFanOut {
+			stored[cfg.Streams.RoutedStream(spec.Name)] = total
+		}
+	}
+	for name, n := range stored {
 		s, err := adminJS.Stream(sctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)

@@ -98,10 +98,19 @@ func plan(p profile, rng *rand.Rand) []step {
 // while events flow (restarting them at once, sometimes with two routers
 // sharing the consumer), and checks that each log sink holds exactly the
 // events it should, each exactly once.
+//
+// It runs twice: with the router copying to both sinks, and with sink all
+// fed by the NATS server ([router] server-fan-out), so that the kills hit
+// both ways of filling a ROUTED stream.
 func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: builds and runs the binaries for about a minute; skipped with -short")
 	}
+	t.Run("router", func(t *testing.T) { testCrash(t, false) })
+	t.Run("server-fan-out", func(t *testing.T) { testCrash(t, true) })
+}
+
+func testCrash(t *testing.T, serverFanOut bool) {
 	prof := ciProfile
 	if *flagLong || os.Getenv("MAILTEL_SOAK") == "1" {
 		prof = soakProfile
@@ -113,7 +122,7 @@ func TestCrash(t *testing.T) {
 		prof.events = *flagEvents
 	}
 	seed := *flagSeed
-	rerun := fmt.Sprintf("go test ./pipeline/crashtest -run TestCrash -count=1 -crash.seed=%d -crash.events=%d", seed, prof.events)
+	rerun := fmt.Sprintf("go test ./pipeline/crashtest -run %s -count=1 -crash.seed=%d -crash.events=%d", t.Name(), seed, prof.events)
 	if prof.name == "soak" {
 		rerun += " -crash.long -timeout 30m"
 	}
@@ -123,7 +132,7 @@ func TestCrash(t *testing.T) {
 	bin := buildBinaries(t)
 	env := pipelinetest.Start(t)
 	dir := workDir(t)
-	cfgPath := writeConfig(t, dir)
+	cfgPath := writeConfig(t, dir, serverFanOut)
 
 	// Two publishers with their own seeds: one as fast as it can, one paced
 	// to last as long as the kill schedule.
@@ -143,6 +152,10 @@ func TestCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantAll, wantAuth := exp.want(allRule), exp.want(authRule)
+	storedAll := wantAll // copies in ROUTED_all
+	if serverFanOut {
+		storedAll = prof.events // the server copies every event; the sink filters
+	}
 	t.Logf("expect %d events at sink all, %d at sink auth; %d kills planned over %s", wantAll, wantAuth, len(steps), schedule)
 
 	c := newCluster(t, bin, dir, cfgPath, env.NATS.URL)
@@ -178,7 +191,7 @@ func TestCrash(t *testing.T) {
 	publishedAt := c.elapsed()
 
 	// Router and sinks catch up, then stop.
-	if err := waitDrained(t, c, env.JS, prof.drain); err != nil {
+	if err := waitDrained(t, c, env.JS, prof.drain, storedAll); err != nil {
 		t.Fatal(err)
 	}
 	drainedAt := c.elapsed()
@@ -190,7 +203,12 @@ func TestCrash(t *testing.T) {
 		t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
 	}
 
-	counts := checkStreams(t, env.JS, prof.events, wantAll, wantAuth)
+	counts := checkStreams(t, env.JS, prof.events, storedAll, wantAuth)
+	if st, err := env.JS.Stream(context.Background(), "ROUTED_all"); err != nil {
+		t.Fatal(err)
+	} else if got := len(st.CachedInfo().Config.Sources) > 0; got != serverFanOut {
+		t.Errorf("ROUTED_all has a stream source: %v, want %v", got, serverFanOut)
+	}
 
 	// What the sinks wrote.
 	checkedAt := time.Now()
@@ -291,7 +309,7 @@ func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, w
 // event, one copy per event in the ROUTED stream of each sink that wants it
 // (the router's copies are deduplicated by Nats-Msg-Id), no dead letters.
 // It returns the message count of each stream.
-func checkStreams(t *testing.T, js jetstream.JetStream, events, wantAll, wantAuth int64) map[string]uint64 {
+func checkStreams(t *testing.T, js jetstream.JetStream, events, storedAll, wantAuth int64) map[string]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -310,9 +328,9 @@ func checkStreams(t *testing.T, js jetstream.JetStream, events, wantAll, wantAut
 	if counts["EVENTS"] != uint64(events) {
 		t.Errorf("EVENTS holds %d messages, want %d (one per published event)", counts["EVENTS"], events)
 	}
-	if counts["ROUTED_all"] != uint64(wantAll) || counts["ROUTED_auth"] != uint64(wantAuth) {
-		t.Errorf("ROUTED_all holds %d copies and ROUTED_auth %d, want %d and %d: the router stored copies twice or lost some",
-			counts["ROUTED_all"], counts["ROUTED_auth"], wantAll, wantAuth)
+	if counts["ROUTED_all"] != uint64(storedAll) || counts["ROUTED_auth"] != uint64(wantAuth) {
+		t.Errorf("ROUTED_all holds %d copies and ROUTED_auth %d, want %d and %d: copies were stored twice or lost",
+			counts["ROUTED_all"], counts["ROUTED_auth"], storedAll, wantAuth)
 	}
 	if counts["DLQ"] != 0 {
 		t.Errorf("DLQ holds %d dead letters, want none", counts["DLQ"])
@@ -398,7 +416,7 @@ func sleepWatching(t *testing.T, c *cluster, d time.Duration) bool {
 // waitDrained polls the router's and the sinks' consumers until nothing is
 // pending or awaiting an ack, the router's first: once it is drained every
 // copy is in ROUTED.
-func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.Duration) error {
+func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.Duration, storedAll int64) error {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	consumers := []struct{ stream, name string }{
@@ -424,6 +442,14 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 			parts = append(parts, fmt.Sprintf("%s pending %d ack-pending %d redelivered %d", cn.name, info.NumPending, info.NumAckPending, info.NumRedelivered))
 			if info.NumPending != 0 || info.NumAckPending != 0 {
 				done = false
+			}
+		}
+		// A stream the server fills may still be catching up while its
+		// sink has nothing pending.
+		if st, err := js.Stream(ctx, "ROUTED_all"); err != nil || st.CachedInfo().State.Msgs < uint64(storedAll) {
+			done = false
+			if err == nil {
+				parts = append(parts, fmt.Sprintf("ROUTED_all holds %d of %d", st.CachedInfo().State.Msgs, storedAll))
 			}
 		}
 		cancel()
@@ -511,8 +537,12 @@ func workDir(t *testing.T) string {
 // writeConfig writes the configuration every process reads: two log
 // sinks, and short ack waits so that what a killed process held is
 // redelivered within seconds.
-func writeConfig(t *testing.T, dir string) string {
+func writeConfig(t *testing.T, dir string, serverFanOut bool) string {
 	t.Helper()
+	fanOut := "[]"
+	if serverFanOut {
+		fanOut = `["all"]`
+	}
 	cfg := fmt.Sprintf(`# written by TestCrash
 [tracer.all]
 type = "log"
@@ -529,13 +559,14 @@ path = %s
 
 [router]
 ack-wait = "5s"
+server-fan-out = %s
 
 [sinks]
 ack-wait = "5s"
 
 [logging]
 level = "info"
-`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")))
+`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")), fanOut)
 	path := filepath.Join(dir, "mailtel.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)

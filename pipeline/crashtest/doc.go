@@ -5,7 +5,7 @@
 // that every log sink holds every event it should, exactly once, and
 // nothing else.
 //
-//	go test ./pipeline/crashtest -run TestCrash -count=1 -v                 # CI form (~200,000 events)
+//	go test ./pipeline/crashtest -run TestCrash -count=1 -v                 # CI form (~200,000 events, router and server fan-out)
 //	go test ./pipeline/crashtest -run TestCrash -count=1 -timeout 30m -crash.long   # soak (go tool task soak)
 //
 // Flags: -crash.seed (the event streams and the kill schedule; printed by
