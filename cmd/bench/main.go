@@ -107,8 +107,9 @@ Measures mailtel end to end on one embedded NATS server with file storage
 and the router's CPU time, allocations and peak RSS per routed event (the
 router runs as its own process, built from ./cmd/router). Baseline and
 the single-sink scenarios run -rounds times, alternating, since the machine
-is noisy: the table shows the round with the median single/baseline ratio
-and lists every round's ratios and their medians. Prints one table
+is noisy: the table shows the round with the median single/baseline ratio,
+lists every round's rates and ratios, and gives each single-sink scenario's
+median ratio as its summary ratio. Prints one table
 and writes it as JSON to -out. With -soak D it runs the single-sink pipeline
 at half load for D instead, sampling the router's RSS, and reports whether
 it stays flat.`

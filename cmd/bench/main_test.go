@@ -142,7 +142,7 @@ func TestRunInProcess(t *testing.T) {
 	if p50 <= 0 || p99 < p50 {
 		t.Errorf("latency p50 %v p99 %v", p50, p99)
 	}
-	for _, ratio := range []string{"single/baseline", "single-server/baseline", "single-server/baseline median of rounds"} {
+	for _, ratio := range []string{"single/baseline", "single-server/baseline", "fanout-server/baseline", "round 1: single-server/baseline"} {
 		if v := r.get(t, scSummary, ratio); v <= 0 {
 			t.Errorf("%s %v", ratio, v)
 		}

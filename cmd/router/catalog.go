@@ -80,6 +80,9 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprint(stdout, ", ")
 		}
 		fmt.Fprintf(stdout, "%s:%s", s.Name, s.Kind)
+		if s.ServerFanOut {
+			fmt.Fprint(stdout, " fed by the server")
+		}
 	}
 	fmt.Fprintf(stdout, "), %d level overrides\n", len(cfg.Tracing.Overrides))
 	return nil
