@@ -39,6 +39,9 @@ fails stops the replay and prints the --from-seq to resume from. Events a sink
 rejects for good (HTTP 4xx) are listed, counted as failed, and the replay goes
 on; nothing is dead-lettered. At the end it prints "written N, skipped N,
 failed N" (skipped: already written, or not an event) and fails if any failed.
+The stream of a sink the server feeds ([router] server-fan-out) holds every
+event: the replay writes those the sink's rules take and counts the rest as
+"rejected by its rules".
 Progress goes to stderr: one updating line on a terminal, else a line a second.`
 
 const replayExample = `  sinks replay --config mailtel.toml --sink siem --since 12h
@@ -95,9 +98,20 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer r.Close()
 
 	o := replayOptions(cfg, *batch, spec, stderr, "replay "+spec.Name)
-	counts, err := replay.Run(ctx, r, []replay.Output{{Name: spec.Name, Sink: sink}}, replay.Every(1), o)
+	outs := []replay.Output{{Name: spec.Name, Sink: sink}}
+	sel := replay.Every(1)
+	if spec.ServerFanOut {
+		// The server stored every event in the sink's stream: replay only
+		// those the sink's rules take, as the live sink writes them.
+		sel = replay.Routes(pipeline.NewTable([]config.SinkSpec{spec}, cfg.Levels), outs)
+	}
+	counts, err := replay.Run(ctx, r, outs, sel, o)
 	written, skipped, failed := counts.Totals()
-	fmt.Fprintf(stdout, "replayed sink %s: written %d, skipped %d, failed %d\n", spec.Name, written, skipped, failed)
+	fmt.Fprintf(stdout, "replayed sink %s: written %d, skipped %d, failed %d", spec.Name, written, skipped, failed)
+	if counts.Unselected > 0 {
+		fmt.Fprintf(stdout, ", rejected by its rules %d", counts.Unselected)
+	}
+	fmt.Fprintln(stdout)
 	return replayResult(counts, err, failed)
 }
 

@@ -427,3 +427,42 @@ func TestHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestSinksReplayServerFanOut replays a sink the server feeds: its stream
+// holds every event, and the replay writes only those the sink's rules
+// take, as the live sink does.
+func TestSinksReplayServerFanOut(t *testing.T) {
+	e := newTestEnv(t, `
+[logging]
+level = "error"
+[tracer.sec]
+type = "log"
+level = "trace"
+path = "`+t.TempDir()+`"
+format = "json"
+events = ["auth.*"]
+[router]
+server-fan-out = ["sec"]
+`)
+	evs := events("s", 100)
+	e.publish(t, evs)
+	waitFor(t, 10*time.Second, "the server to copy every event", func() bool { return e.routedCount(t, "routed.sec.>") == 100 })
+	var want []string
+	for _, ev := range evs {
+		if strings.HasPrefix(ev.Type, "auth.") {
+			want = append(want, ev.ID)
+		}
+	}
+	to := t.TempDir()
+	out, errOut, err := e.run(context.Background(), "replay", "--sink", "sec", "--from-seq", "1", "--to", to)
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, errOut)
+	}
+	wantOut := fmt.Sprintf("replayed sink sec: written %d, skipped 0, failed 0, rejected by its rules %d", len(want), 100-len(want))
+	if !strings.Contains(out, wantOut) {
+		t.Errorf("stdout %q, want %q", out, wantOut)
+	}
+	if got := logIDs(t, to); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("replay wrote %v, want the auth.* events %v", got, want)
+	}
+}
