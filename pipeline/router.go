@@ -32,9 +32,9 @@ type RouterOptions struct {
 
 // Router copies events from EVENTS to the ROUTED subjects of the sinks
 // that want them, except for the sinks whose ROUTED stream the server
-// fills (config.SinkSpec.ServerFanOut; see EnsureStreams). Its workers, and those of every other router process,
-// share one durable pull consumer, so adding workers or processes adds
-// throughput.
+// fills (config.SinkSpec.ServerFanOut; see EnsureStreams). Its workers,
+// and those of every other router process, share one durable pull
+// consumer, so adding workers or processes adds throughput.
 //
 // Contract: an EVENTS message is acked only after every copy is stored in
 // ROUTED (a failed copy makes the message be redelivered; copies carry
@@ -85,9 +85,9 @@ const copyTimeout = 15 * time.Second
 const pullExpiry = 5 * time.Second
 
 // NewRouter returns a router over the table's sinks that are not fed by
-// the server (Table.RouterTable). It uses js for its consumer
-// and dead letters, and a JetStream context of its own on the same
-// connection for the copies.
+// the server (Table.RouterTable). It uses js for its consumer and dead
+// letters, and a JetStream context of its own on the same connection for
+// the copies.
 func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *Router {
 	if opts.Workers < 1 {
 		opts.Workers = 1

@@ -23,11 +23,11 @@ const (
 // and of the ROUTED stream of each sink named in routed (config.RoutedStream,
 // subjects routed.<sink>.>): file storage, limits retention (so replay,
 // tail and every sink can read the same messages), the configured max age,
-// max bytes, replicas and duplicate window. The ROUTED streams of sinks fed
+// max bytes, replicas and duplicate windows (routed-duplicates for ROUTED). The ROUTED streams of sinks fed
 // by the server get their source from EnsureStreams, which knows where it
 // must start.
 func StreamConfigs(s config.Streams, routed []string) []jetstream.StreamConfig {
-	mk := func(name, subject string) jetstream.StreamConfig {
+	mk := func(name, subject string, duplicates time.Duration) jetstream.StreamConfig {
 		maxBytes := int64(s.MaxBytes)
 		if maxBytes == 0 {
 			maxBytes = -1
@@ -41,12 +41,12 @@ func StreamConfigs(s config.Streams, routed []string) []jetstream.StreamConfig {
 			MaxAge:     s.MaxAge.D(),
 			MaxBytes:   maxBytes,
 			Replicas:   s.Replicas,
-			Duplicates: s.Duplicates.D(),
+			Duplicates: duplicates,
 		}
 	}
-	scs := []jetstream.StreamConfig{mk(s.Events, EventsPrefix+">"), mk(s.DLQ, DLQPrefix+">")}
+	scs := []jetstream.StreamConfig{mk(s.Events, EventsPrefix+">", s.Duplicates.D()), mk(s.DLQ, DLQPrefix+">", s.Duplicates.D())}
 	for _, sink := range routed {
-		scs = append(scs, mk(s.RoutedStream(sink), RoutedPrefix+sink+".>"))
+		scs = append(scs, mk(s.RoutedStream(sink), RoutedPrefix+sink+".>", s.RoutedDuplicates.D()))
 	}
 	return scs
 }

@@ -36,6 +36,13 @@ func TestEnsureStreamsPerSink(t *testing.T) {
 		if got := st.CachedInfo().Config.Subjects; len(got) != 1 || got[0] != subject {
 			t.Errorf("stream %s subjects %v, want [%s]", name, got, subject)
 		}
+		window := cfg.Streams.Duplicates.D()
+		if strings.HasPrefix(name, "ROUTED_") {
+			window = cfg.Streams.RoutedDuplicates.D()
+		}
+		if got := st.CachedInfo().Config.Duplicates; got != window {
+			t.Errorf("stream %s duplicate window %v, want %v", name, got, window)
+		}
 	}
 
 	old := pipelinetest.Start(t)

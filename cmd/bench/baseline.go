@@ -34,6 +34,7 @@ func (b *bench) baseline(ctx context.Context) error {
 	b.setting("baseline.publish_window", strconv.Itoa(baselineInFlight))
 	b.setting("baseline.pull_max_messages", strconv.Itoa(baselinePull))
 	b.setting("streams.duplicates", b.streams.Duplicates.D().String())
+	b.setting("streams.routed_duplicates", b.streams.RoutedDuplicates.D().String())
 
 	var pubErrs atomic.Int64
 	pubNC, err := nats.Connect(b.url, nats.Name("bench-baseline-publisher"))

@@ -157,6 +157,12 @@ type Streams struct {
 	MaxAge     Duration `toml:"max-age"`
 	MaxBytes   Size     `toml:"max-bytes"`
 	Duplicates Duration `toml:"duplicates"`
+	// RoutedDuplicates is the duplicate window of the ROUTED streams. It
+	// only has to outlast a router's redelivery of an event whose copies
+	// were stored but not acked (router.ack-wait), so it is shorter than
+	// EVENTS' window, which covers senders' retries; the server keeps every
+	// message id of a window in memory.
+	RoutedDuplicates Duration `toml:"routed-duplicates"`
 }
 
 // Publisher is `[publisher]`.
@@ -287,6 +293,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Streams.Duplicates == 0 {
 		c.Streams.Duplicates = Duration(10 * time.Minute)
+	}
+	if c.Streams.RoutedDuplicates == 0 {
+		c.Streams.RoutedDuplicates = Duration(2 * time.Minute)
 	}
 	def(&c.Publisher.Listen, "127.0.0.1:8025")
 	if c.Publisher.MaxBody == 0 {
@@ -449,6 +458,10 @@ func (c *Config) Validate() error {
 		if !validSinkName(s.v) {
 			add(s.path, "stream name %q must be made of letters, digits, '-' and '_'", s.v)
 		}
+	}
+	if c.Streams.RoutedDuplicates < 2*c.Router.AckWait {
+		add("streams.routed-duplicates", "%s is shorter than twice router.ack-wait (%s): a copy stored just before a router died would be stored again when its event is redelivered",
+			c.Streams.RoutedDuplicates.D(), c.Router.AckWait.D())
 	}
 	for i, name := range c.Router.ServerFanOut {
 		_, tracer := c.Tracers[name]

@@ -105,6 +105,7 @@ replicas = 9
 		{"unknown key in a known section", "[nats]\nurll = \"nats://x\"\n", []string{"nats.urll: unknown key"}},
 		{"unsupported tracer", "[tracer.j]\ntype = \"journal\"\n", []string{"tracer.j.type: unsupported tracer type \"journal\""}},
 		{"webhook without events", "[webhook.w]\nurl = \"http://127.0.0.1:1/\"\n", []string{"webhook.w.events: required"}},
+		{"routed window shorter than redelivery", "[router]\nack-wait = \"90s\"\n[streams]\nrouted-duplicates = \"2m\"\n", []string{"streams.routed-duplicates: 2m0s is shorter than twice router.ack-wait (1m30s)"}},
 		{"server fan-out of no sink", "[tracer.log]\ntype = \"stdout\"\n[router]\nserver-fan-out = [\"log\", \"lgo\"]\n", []string{"router.server-fan-out[1]: \"lgo\" is not a sink of this file"}},
 		{"bad sink name", "[tracer.\"a b\"]\ntype = \"stdout\"\n", []string{"sink name \"a b\""}},
 		{"bad duration", "[webhook.w]\nurl = \"http://h/\"\nevents=[\"*\"]\ntimeout = \"soon\"\n", []string{"invalid duration \"soon\""}},
