@@ -182,13 +182,10 @@ func connect(ctx context.Context, cfg *config.Config, name string) (*nats.Conn, 
 // replayOptions are the replay's retry rules (those of the live sink) and
 // its reporting on stderr.
 func replayOptions(cfg *config.Config, batch int, spec config.SinkSpec, stderr io.Writer, label string) replay.Options {
-	so := pipeline.SinkOptionsFrom(cfg)
+	so := pipeline.SinkOptionsFor(cfg, spec) // the live sink's retry rules, max-backoff included
 	o := replay.Options{Batch: cfg.Sinks.Batch, MaxAttempts: so.MaxDeliver, BackoffBase: so.BackoffBase, BackoffMax: so.BackoffMax}
 	if batch > 0 {
 		o.Batch = batch
-	}
-	if spec.Webhook != nil && spec.Webhook.MaxBackoff > 0 {
-		o.BackoffMax = spec.Webhook.MaxBackoff.D()
 	}
 	o.Failed = func(out string, ids []string, err error) {
 		shown := ids
