@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"sync"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ server-fan-out = %s
 
 func TestSinkRetriesThenDeadLetters(t *testing.T) {
 	env := pipelinetest.Start(t)
-	cfg, err := config.Parse([]byte("[tracer.flaky]\ntype = \"stdout\"\nlevel = \"trace\"\n[tracer.broken]\ntype = \"stdout\"\nlevel = \"trace\"\n[sinks]\nmax-deliver = 3\n"))
+	cfg, err := config.Parse([]byte("[tracer.flaky]\ntype = \"stdout\"\nlevel = \"trace\"\n[tracer.broken]\ntype = \"stdout\"\nlevel = \"trace\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +216,9 @@ func TestSinkRetriesThenDeadLetters(t *testing.T) {
 		return nil
 	}
 	broken := newRecorder()
-	broken.fail = func(int) error { return pipeline.Permanent(errors.New("receiver said 400")) }
+	broken.fail = func(int) error { return delivery.Permanent(errors.New("receiver said 400")) }
 	opts := pipeline.SinkOptionsFrom(cfg)
-	opts.BackoffBase, opts.BackoffMax = time.Millisecond, 10*time.Millisecond
+	opts.Retry.Base, opts.Retry.Max = time.Millisecond, 10*time.Millisecond
 	go pipeline.NewSinkRunner(env.JS, "flaky", flaky, opts, log, m, h).Run(ctx)
 	go pipeline.NewSinkRunner(env.JS, "broken", broken, opts, log, m, h).Run(ctx)
 

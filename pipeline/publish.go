@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -202,7 +203,7 @@ func (p *Publisher) await(ctx context.Context, pp pendingPub) Ack {
 			return Ack{Duplicate: a.Duplicate, Seq: a.Sequence}
 		}
 		err = perr
-		time.Sleep(Jitter(backoff))
+		time.Sleep(delivery.Jitter(backoff))
 		backoff = min(backoff*2, 2*time.Second)
 	}
 	return Ack{Err: fmt.Errorf("publish %s: %w", pp.msg.Subject, err)}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -272,7 +273,7 @@ func (r *Router) settle(out *nats.Msg, err error) {
 	}
 	if rt.failed.Load() {
 		r.retried.Inc()
-		rt.msg.NakWithDelay(Jitter(time.Second))
+		rt.msg.NakWithDelay(delivery.Jitter(time.Second))
 		return
 	}
 	rt.msg.Ack()
@@ -296,7 +297,7 @@ func (r *Router) deadLetter(msg jetstream.Msg, reason error) {
 	defer cancel()
 	if err := DeadLetter(ctx, r.js, "router", msg, reason); err != nil {
 		r.log.Error().Err(err).Msg("dead-letter failed; message will be redelivered")
-		msg.NakWithDelay(Jitter(time.Second))
+		msg.NakWithDelay(delivery.Jitter(time.Second))
 		return
 	}
 	r.dlqs.Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -19,14 +21,15 @@ import (
 //
 // Contract: Write is called by one goroutine at a time with a batch of
 // events in stream order. It returns nil only when every event of the batch
-// is written; the runtime then acks the batch. An error marked with
-// Permanent sends the batch to the DLQ with the error as the reason; if the
-// error names events (see EventIDs and FailedEventIDs), only those are
-// dead-lettered and the rest are acked as written. Any other error is
-// retried with exponential backoff and full jitter (no sooner than a
-// RetryAfter error asks), and after MaxDeliver attempts the batch goes to
-// the DLQ. A retried Write gets the same batch again, so a sink that wrote
-// part of it must not write that part twice. Write must honour ctx.
+// is written; the runtime then acks the batch. A sink that writes a batch
+// in parts (a webhook's requests) reports each part with delivery.Delivered
+// as soon as it is written, and the runtime acks those events at once. How
+// errors are treated is delivery's policy: an error marked with
+// delivery.Permanent dead-letters the events it names (delivery.EventIDs)
+// or else the whole batch; any other error is retried, first with one
+// event as a probe, until the batch has failed for discard-after. A retried
+// Write gets only the events not yet written, so a sink must not write an
+// event twice within one Write. Write must honour ctx.
 // Close flushes and releases resources; it is idempotent and safe to call
 // without a Write.
 type Sink interface {
@@ -38,12 +41,12 @@ type Sink interface {
 type SinkOptions struct {
 	// Routed is [streams] routed: the sink reads its own stream,
 	// config.RoutedStream(Routed, name).
-	Routed     string
-	Batch      int
-	MaxDeliver int // attempts before a failing batch is dead-lettered
-	AckWait    time.Duration
-	// BackoffBase and BackoffMax bound the retry backoff (full jitter).
-	BackoffBase, BackoffMax time.Duration
+	Routed  string
+	Batch   int
+	AckWait time.Duration
+	// Retry is how failing writes are retried and when they are given up
+	// (zero fields take delivery's defaults).
+	Retry delivery.Policy
 	// ShutdownTimeout bounds how long a write in flight may take after the
 	// runner was asked to stop.
 	ShutdownTimeout time.Duration
@@ -54,21 +57,12 @@ type SinkOptions struct {
 	Wants func(eventID string) bool
 }
 
-// SinkOptionsFrom reads the sink runtime options from a configuration.
-func SinkOptionsFrom(c *config.Config) SinkOptions {
-	return SinkOptions{Routed: c.Streams.Routed, Batch: c.Sinks.Batch, MaxDeliver: c.Sinks.MaxDeliver,
-		AckWait: c.Sinks.AckWait.D(), BackoffBase: 100 * time.Millisecond, BackoffMax: 30 * time.Second,
-		ShutdownTimeout: 10 * time.Second}
-}
-
-// SinkOptionsFor returns the runtime options of one sink: those of
-// SinkOptionsFrom, the webhook's max-backoff, and, for a sink the server
-// feeds (spec.ServerFanOut), its routing rule as Wants.
+// SinkOptionsFor returns the runtime options of one sink: [sinks] batch and
+// ack-wait, its retry policy (config.Config.RetryOf), and, for a sink the
+// server feeds (spec.ServerFanOut), its routing rule as Wants.
 func SinkOptionsFor(c *config.Config, spec config.SinkSpec) SinkOptions {
-	o := SinkOptionsFrom(c)
-	if spec.Webhook != nil && spec.Webhook.MaxBackoff > 0 {
-		o.BackoffMax = spec.Webhook.MaxBackoff.D()
-	}
+	o := SinkOptions{Routed: c.Streams.Routed, Batch: c.Sinks.Batch, AckWait: c.Sinks.AckWait.D(),
+		Retry: RetryPolicy(c, spec), ShutdownTimeout: 10 * time.Second}
 	if spec.ServerFanOut {
 		t := NewTable([]config.SinkSpec{spec}, c.Levels)
 		o.Wants = func(id string) bool { return t.Wants(spec.Name, id) }
@@ -76,8 +70,26 @@ func SinkOptionsFor(c *config.Config, spec config.SinkSpec) SinkOptions {
 	return o
 }
 
+// SinkOptionsFrom returns the runtime options that [sinks] gives every
+// sink, for a sink that has no section of its own.
+func SinkOptionsFrom(c *config.Config) SinkOptions { return SinkOptionsFor(c, config.SinkSpec{}) }
+
+// RetryPolicy is the retry policy of one sink: its own discard-after and
+// max-backoff, else those of [sinks]. The live runner and both replays
+// take it from here.
+func RetryPolicy(c *config.Config, spec config.SinkSpec) delivery.Policy {
+	r := c.RetryOf(spec)
+	return delivery.Policy{Max: r.MaxBackoff.D(), DiscardAfter: r.DiscardAfter.D()}.WithDefaults()
+}
+
 // SinkRunner feeds one sink from its durable consumer on
 // routed.<name>.>, shared by every instance of that sink.
+//
+// While the sink's destination fails, the runner pauses: it stops pulling,
+// releases what it had fetched beyond the batch it is retrying, and probes
+// the destination with one event per backoff (see package delivery). The
+// backlog waits in JetStream, /readyz reports the sink degraded and
+// mailtel_sink_up is 0. The first write that succeeds resumes pulling.
 type SinkRunner struct {
 	js      jetstream.JetStream
 	name    string
@@ -92,30 +104,32 @@ type SinkRunner struct {
 	// twice.
 	written  *seqSet
 	filtered prometheus.Counter // messages Wants rejected
+	up       prometheus.Gauge   // mailtel_sink_up
+	// lastLog is when a failing destination was last logged, so an outage
+	// of hours logs once a minute, not at every probe.
+	lastLog time.Time
 }
+
+// failureLogEvery is how often a sink whose destination keeps failing says
+// so in the log.
+const failureLogEvery = time.Minute
 
 // NewSinkRunner returns a runner for the sink named name.
 func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *SinkRunner {
 	if opts.Batch < 1 {
 		opts.Batch = 500
 	}
-	if opts.MaxDeliver < 1 {
-		opts.MaxDeliver = 10
-	}
 	if opts.AckWait == 0 {
 		opts.AckWait = time.Minute
 	}
-	if opts.BackoffBase == 0 {
-		opts.BackoffBase = 100 * time.Millisecond
-	}
-	if opts.BackoffMax == 0 {
-		opts.BackoffMax = 30 * time.Second
-	}
+	opts.Retry = opts.Retry.WithDefaults()
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
-	return &SinkRunner{js: js, name: name, stream: config.RoutedStream(opts.Routed, name), sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
-		written: newSeqSet(1 << 16), filtered: m.Filtered.WithLabelValues(name)}
+	r := &SinkRunner{js: js, name: name, stream: config.RoutedStream(opts.Routed, name), sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
+		written: newSeqSet(1 << 16), filtered: m.Filtered.WithLabelValues(name), up: m.SinkUp.WithLabelValues(name)}
+	r.up.Set(1)
+	return r
 }
 
 // SinkConsumerName is the durable consumer of a sink.
@@ -155,12 +169,33 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 	r.health.Set(check, nil)
 	defer r.health.Set(check, errors.New("stopped"))
 	go watchLag(ctx, cons, r.stream, SinkConsumerName(r.name), r.metrics)
+	for ctx.Err() == nil {
+		if err := r.consume(ctx, cons); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
+// consume pulls and handles batches until ctx ends or the destination
+// fails. On a failure it stops pulling at once and releases what was
+// fetched beyond the batch being retried; it returns when that batch is
+// finished, so that Run pulls again only once the destination works.
+func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.opts.Batch), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("sink %s pull: %w", r.name, err)
 	}
 	msgs := make(chan jetstream.Msg, r.opts.Batch)
+	paused := make(chan struct{})
+	var once sync.Once
+	pause := func() {
+		once.Do(func() {
+			close(paused)
+			it.Drain()
+			r.release(msgs)
+		})
+	}
 	go func() {
 		defer close(msgs)
 		for {
@@ -173,22 +208,40 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 				continue
 			}
 			select {
-			case msgs <- m:
-			case <-ctx.Done():
+			case <-paused:
 				m.Nak()
-				return
+				continue
+			default:
+			}
+			select {
+			case msgs <- m:
+			case <-paused:
+				m.Nak()
 			}
 		}
 	}()
-	go func() { <-ctx.Done(); it.Stop() }()
+	stop := context.AfterFunc(ctx, pause)
+	defer stop()
+	// Whatever ends this pull, nothing fetched is kept: it is released
+	// for redelivery at once rather than after AckWait.
+	defer func() {
+		pause()
+		for m := range msgs {
+			m.Nak()
+		}
+	}()
 
 	batch := make([]jetstream.Msg, 0, r.opts.Batch)
 	for {
-		// select picks at random among ready cases: check for shutdown
-		// first so that no new batch starts after it.
+		// select picks at random among ready cases: check for shutdown and
+		// pause first so that no new batch starts after them.
 		if ctx.Err() != nil {
-			r.release(msgs)
 			return nil
+		}
+		select {
+		case <-paused:
+			return nil
+		default:
 		}
 		batch = batch[:0]
 		select {
@@ -197,8 +250,13 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 				return nil
 			}
 			batch = append(batch, m)
+		case <-paused:
+			return nil
 		case <-ctx.Done():
-			r.release(msgs)
+			return nil
+		}
+		if ctx.Err() != nil {
+			batch[0].Nak()
 			return nil
 		}
 	fill:
@@ -213,7 +271,7 @@ func (r *SinkRunner) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		r.handle(ctx, batch)
+		r.handle(ctx, batch, pause)
 	}
 }
 
@@ -233,8 +291,9 @@ func (r *SinkRunner) release(msgs <-chan jetstream.Msg) {
 	}
 }
 
-// handle decodes a batch, writes it with retries and acks it.
-func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
+// handle decodes a batch, writes it as the retry policy says and acks what
+// was written; pause is called at the first failed write.
+func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause func()) {
 	r.metrics.Received.WithLabelValues("sink:" + r.name).Add(float64(len(batch)))
 	events := make([]*schema.Event, 0, len(batch))
 	good := make([]jetstream.Msg, 0, len(batch))
@@ -302,46 +361,48 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg) {
 	})
 	defer stop()
 
-	// Attempts count within this process: deliveries that ended in a crash
-	// say nothing about whether the destination works.
-	attempt := 0
-	for {
-		attempt++
-		err := r.write(wctx, events, good)
-		if err == nil {
-			for i, m := range good {
+	write := func(wctx context.Context, evs []*schema.Event) error { return r.write(wctx, evs, good) }
+	out := r.opts.Retry.Do(wctx, events, write, delivery.Hooks{
+		Written: func(idx []int) {
+			for _, i := range idx {
 				r.written.add(seqs[i])
-				m.Ack()
+				good[i].Ack()
 			}
-			r.metrics.Written.WithLabelValues(r.name).Add(float64(len(events)))
-			return
-		}
-		if IsPermanent(err) || attempt >= r.opts.MaxDeliver {
-			r.giveUp(events, good, err, attempt)
-			return
-		}
-		if ctx.Err() != nil {
-			// Stopping: no retries now; another instance (or this one
-			// after a restart) gets the batch at once.
-			r.log.Warn().Err(err).Msg("write failed while stopping; releasing the batch")
-			for _, m := range good {
-				m.Nak()
+			r.metrics.Written.WithLabelValues(r.name).Add(float64(len(idx)))
+		},
+		Failed: func(f delivery.Failure) {
+			r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
+			if f.Attempt == 1 {
+				pause()
+				r.up.Set(0)
+				r.health.Degrade("sink:"+r.name, fmt.Errorf("destination failing since %s: %w", time.Now().UTC().Format(time.RFC3339), f.Err))
 			}
-			return
-		}
-		r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
-		wait := Backoff(attempt, r.opts.BackoffBase, r.opts.BackoffMax)
-		var ra RetryAfter
-		if errors.As(err, &ra) {
-			wait = max(wait, ra.RetryAfter())
-		}
-		r.log.Warn().Err(err).Int("attempt", attempt).Dur("backoff", wait).Msg("write failed; retrying")
-		if !r.sleep(ctx, wait, good) {
-			// Stopping: leave the batch unacked for redelivery.
-			for _, m := range good {
-				m.Nak()
+			if f.Attempt == 1 || time.Since(r.lastLog) >= failureLogEvery {
+				r.lastLog = time.Now()
+				r.log.Warn().Err(f.Err).Int("attempt", f.Attempt).Dur("failing_for", f.FailingFor.Round(time.Second)).
+					Dur("next_in", f.Wait.Round(time.Millisecond)).Dur("discard_after", r.opts.Retry.DiscardAfter).
+					Msg("write failed; sink paused, probing the destination with one event at a time")
 			}
-			return
+		},
+		Recovered: func(attempts int, failingFor time.Duration) {
+			r.up.Set(1)
+			r.health.Degrade("sink:"+r.name, nil)
+			r.log.Info().Int("attempts", attempts).Dur("failed_for", failingFor.Round(time.Second)).Msg("destination back; sink resumes")
+		},
+		Sleep: func(_ context.Context, d time.Duration) bool { return r.sleep(ctx, d, good) },
+	})
+	if len(out.Rejected) > 0 {
+		r.log.Error().Err(out.Reason).Int("events", len(out.Rejected)).Msg("dead-lettering")
+		for _, i := range out.Rejected {
+			r.deadLetter(good[i], out.Reason)
+		}
+	}
+	if len(out.Unwritten) > 0 {
+		// Stopping: another instance (or this one after a restart) gets
+		// the events at once.
+		r.log.Warn().Err(out.Stopped).Int("events", len(out.Unwritten)).Msg("write failed while stopping; releasing the events")
+		for _, i := range out.Unwritten {
+			good[i].Nak()
 		}
 	}
 }
@@ -407,31 +468,6 @@ func (r *SinkRunner) write(ctx context.Context, events []*schema.Event, msgs []j
 		}
 	}()
 	return r.sink.Write(ctx, events)
-}
-
-// giveUp dead-letters what a failed write is about: only the events the
-// error names when it names some (the others were written and are acked),
-// else the whole batch.
-func (r *SinkRunner) giveUp(events []*schema.Event, msgs []jetstream.Msg, err error, attempt int) {
-	reason := err
-	if !IsPermanent(err) {
-		reason = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-	}
-	failed := map[string]bool{}
-	for _, id := range FailedEventIDs(err) {
-		failed[id] = true
-	}
-	r.log.Error().Err(reason).Int("events", len(events)).Int("named", len(failed)).Msg("dead-lettering")
-	written := 0
-	for i, m := range msgs {
-		if len(failed) > 0 && !failed[events[i].ID] {
-			m.Ack()
-			written++
-			continue
-		}
-		r.deadLetter(m, reason)
-	}
-	r.metrics.Written.WithLabelValues(r.name).Add(float64(written))
 }
 
 // sleep waits d while keeping the batch's messages from being redelivered

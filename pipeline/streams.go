@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 )
 
 // Subject prefixes of the three streams.
@@ -172,7 +173,7 @@ func retryManagement(ctx context.Context, f func(context.Context) error) error {
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(Backoff(attempt, 50*time.Millisecond, time.Second)):
+		case <-time.After(delivery.Backoff(attempt, 50*time.Millisecond, time.Second)):
 		}
 	}
 }

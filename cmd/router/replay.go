@@ -96,14 +96,14 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *dryRun {
 			c := replay.NewCounter()
 			counters = append(counters, c)
-			outs = append(outs, replay.Output{Name: spec.Name, Sink: c})
+			outs = append(outs, replay.Output{Name: spec.Name, Sink: c, Retry: pipeline.RetryPolicy(cfg, spec)})
 			continue
 		}
 		s, err := sinks.Build(spec, sinks.Options{Instance: *instance, Stdout: stdout})
 		if err != nil {
 			return fmt.Errorf("router replay: %w", err)
 		}
-		outs = append(outs, replay.Output{Name: spec.Name, Sink: s})
+		outs = append(outs, replay.Output{Name: spec.Name, Sink: s, Retry: pipeline.RetryPolicy(cfg, spec)})
 	}
 
 	nc, js, err := connect(ctx, cfg)
@@ -216,8 +216,7 @@ func connect(ctx context.Context, cfg *config.Config) (*nats.Conn, jetstream.Jet
 // replayOptions are the retry rules of the live sinks and the reporting
 // on stderr, progress lines starting with label.
 func replayOptions(cfg *config.Config, batch int, stderr io.Writer, label string) replay.Options {
-	so := pipeline.SinkOptionsFrom(cfg)
-	o := replay.Options{Batch: cfg.Sinks.Batch, MaxAttempts: so.MaxDeliver, BackoffBase: so.BackoffBase, BackoffMax: so.BackoffMax}
+	o := replay.Options{Batch: cfg.Sinks.Batch, Retrying: replay.LogRetries(stderr)}
 	if batch > 0 {
 		o.Batch = batch
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -99,8 +100,8 @@ func newDLQEnv(t *testing.T) *dlqEnv {
 // returned func is called.
 func (e *dlqEnv) runSink(t *testing.T) (stop func()) {
 	t.Helper()
-	opts := pipeline.SinkOptions{Routed: e.cfg.Streams.Routed, Batch: 20, MaxDeliver: 3, AckWait: 5 * time.Second,
-		BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second}
+	opts := pipeline.SinkOptions{Routed: e.cfg.Streams.Routed, Batch: 20, AckWait: 5 * time.Second,
+		Retry: delivery.Policy{Base: time.Millisecond, Max: 20 * time.Millisecond, DiscardAfter: 300 * time.Millisecond}, ShutdownTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	r := pipeline.NewSinkRunner(e.env.JS, "siem", e.sink, opts, zerolog.Nop(), obs.NewMetrics(), obs.NewHealth())

@@ -98,7 +98,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer r.Close()
 
 	o := replayOptions(cfg, *batch, spec, stderr, "replay "+spec.Name)
-	outs := []replay.Output{{Name: spec.Name, Sink: sink}}
+	outs := []replay.Output{{Name: spec.Name, Sink: sink, Retry: pipeline.RetryPolicy(cfg, spec)}}
 	sel := replay.Every(1)
 	if spec.ServerFanOut {
 		// The server stored every event in the sink's stream: replay only
@@ -182,8 +182,7 @@ func connect(ctx context.Context, cfg *config.Config, name string) (*nats.Conn, 
 // replayOptions are the replay's retry rules (those of the live sink) and
 // its reporting on stderr.
 func replayOptions(cfg *config.Config, batch int, spec config.SinkSpec, stderr io.Writer, label string) replay.Options {
-	so := pipeline.SinkOptionsFor(cfg, spec) // the live sink's retry rules, max-backoff included
-	o := replay.Options{Batch: cfg.Sinks.Batch, MaxAttempts: so.MaxDeliver, BackoffBase: so.BackoffBase, BackoffMax: so.BackoffMax}
+	o := replay.Options{Batch: cfg.Sinks.Batch, Retrying: replay.LogRetries(stderr)}
 	if batch > 0 {
 		o.Batch = batch
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 )
 
 // Config is the whole configuration file.
@@ -69,6 +70,9 @@ type Tracer struct {
 	Lossy          bool     `toml:"lossy"` // accepted for Stalwart compatibility; mailtel never drops
 	// Buffered is accepted for Stalwart compatibility.
 	Buffered any `toml:"buffered"`
+	// DiscardAfter and MaxBackoff override [sinks] for this sink.
+	DiscardAfter Duration `toml:"discard-after"`
+	MaxBackoff   Duration `toml:"max-backoff"`
 }
 
 // Webhook is a Stalwart `[webhook.<id>]` receiver.
@@ -86,8 +90,11 @@ type Webhook struct {
 	Concurrency       int               `toml:"concurrency"`
 	AllowInvalidCerts bool              `toml:"allow-invalid-certs"`
 	Lossy             bool              `toml:"lossy"` // accepted; mailtel never drops, see discard-after
-	DiscardAfter      Duration          `toml:"discard-after"`
-	MaxBackoff        Duration          `toml:"max-backoff"`
+	// DiscardAfter and MaxBackoff override [sinks] for this sink.
+	// Stalwart's discard-after (5m there) drops events; mailtel's retries
+	// them until they have failed this long, then dead-letters them.
+	DiscardAfter Duration `toml:"discard-after"`
+	MaxBackoff   Duration `toml:"max-backoff"`
 }
 
 // BasicAuth is Stalwart's `auth.username` / `auth.secret` pair; a secret
@@ -196,10 +203,43 @@ type Router struct {
 
 // SinksSection is `[sinks]`: settings shared by every sink consumer.
 type SinksSection struct {
-	Batch      int      `toml:"batch"`
-	MaxDeliver int      `toml:"max-deliver"`
-	AckWait    Duration `toml:"ack-wait"`
-	HTTP       string   `toml:"http"`
+	Batch   int      `toml:"batch"`
+	AckWait Duration `toml:"ack-wait"`
+	HTTP    string   `toml:"http"`
+	Retry
+	// MaxDeliver is no longer used (retries are bounded by time, see
+	// Retry); set, it is an error that says so.
+	MaxDeliver *int `toml:"max-deliver"`
+}
+
+// Retry is how long a sink retries a failing write (see package
+// pipeline/delivery, which gives the defaults): with backoff up to
+// max-backoff between attempts, until the events have been failing for
+// discard-after, when they are dead-lettered. [sinks] sets them for every
+// sink; a [tracer.<id>] or [webhook.<id>] may set its own.
+type Retry struct {
+	DiscardAfter Duration `toml:"discard-after"`
+	MaxBackoff   Duration `toml:"max-backoff"`
+}
+
+// RetryOf returns the retry settings of one sink: its own where set, else
+// those of [sinks].
+func (c *Config) RetryOf(spec SinkSpec) Retry {
+	r := c.Sinks.Retry
+	var own Retry
+	switch {
+	case spec.Tracer != nil:
+		own = Retry{spec.Tracer.DiscardAfter, spec.Tracer.MaxBackoff}
+	case spec.Webhook != nil:
+		own = Retry{spec.Webhook.DiscardAfter, spec.Webhook.MaxBackoff}
+	}
+	if own.DiscardAfter > 0 {
+		r.DiscardAfter = own.DiscardAfter
+	}
+	if own.MaxBackoff > 0 {
+		r.MaxBackoff = own.MaxBackoff
+	}
+	return r
 }
 
 // Logging is `[logging]`: the processes' own logs.
@@ -315,7 +355,12 @@ func (c *Config) applyDefaults() {
 	}
 	def(&c.Router.HTTP, "127.0.0.1:9101")
 	defInt(&c.Sinks.Batch, 500)
-	defInt(&c.Sinks.MaxDeliver, 10)
+	if c.Sinks.DiscardAfter == 0 {
+		c.Sinks.DiscardAfter = Duration(delivery.DefaultDiscardAfter)
+	}
+	if c.Sinks.MaxBackoff == 0 {
+		c.Sinks.MaxBackoff = Duration(delivery.DefaultMax)
+	}
 	if c.Sinks.AckWait == 0 {
 		c.Sinks.AckWait = Duration(60 * time.Second)
 	}
@@ -350,9 +395,6 @@ func (c *Config) applyDefaults() {
 		}
 		defInt(&w.BatchSize, 100)
 		defInt(&w.Concurrency, 4)
-		if w.MaxBackoff == 0 {
-			w.MaxBackoff = Duration(5 * time.Minute)
-		}
 		def(&w.EventsPolicy, "include")
 	}
 }
@@ -479,8 +521,19 @@ func (c *Config) Validate() error {
 	if c.Sinks.Batch < 1 {
 		add("sinks.batch", "must be at least 1")
 	}
-	if c.Sinks.MaxDeliver < 1 {
-		add("sinks.max-deliver", "must be at least 1")
+	if c.Sinks.MaxDeliver != nil {
+		add("sinks.max-deliver", "no longer used: a failing write is retried until it has failed for discard-after (%s), then dead-lettered; remove the key, and set [sinks] discard-after to change that", c.Sinks.DiscardAfter.D())
+	}
+	c.checkRetry("sinks", c.Sinks.Retry, add)
+	for _, id := range sortedKeys(c.Tracers) {
+		if t := c.Tracers[id]; t != nil {
+			c.checkRetry("tracer."+id, Retry{t.DiscardAfter, t.MaxBackoff}, add)
+		}
+	}
+	for _, id := range sortedKeys(c.Webhooks) {
+		if w := c.Webhooks[id]; w != nil {
+			c.checkRetry("webhook."+id, Retry{w.DiscardAfter, w.MaxBackoff}, add)
+		}
 	}
 	if c.Publisher.MaxInFlight < 1 {
 		add("publisher.max-in-flight", "must be at least 1")
@@ -530,6 +583,19 @@ func checkPatterns(path string, pats []string, add func(string, string, ...any))
 		if _, err := ParsePattern(p); err != nil {
 			add(fmt.Sprintf("%s[%d]", path, i), "%v", err)
 		}
+	}
+}
+
+func (c *Config) checkRetry(path string, r Retry, add func(string, string, ...any)) {
+	if r.DiscardAfter > c.Streams.MaxAge {
+		add(path+".discard-after", "%s is longer than streams.max-age (%s): events waiting for a failing sink would be removed by retention before they are dead-lettered",
+			r.DiscardAfter.D(), c.Streams.MaxAge.D())
+	}
+	if r.DiscardAfter < 0 {
+		add(path+".discard-after", "must not be negative")
+	}
+	if r.MaxBackoff < 0 {
+		add(path+".max-backoff", "must not be negative")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ type Metrics struct {
 	Filtered     *prometheus.CounterVec // sink: events of a server fan-out its rules reject
 	UnknownTypes prometheus.Counter
 	Lag          *prometheus.GaugeVec // stream, consumer
+	SinkUp       *prometheus.GaugeVec // sink: 1 while its destination takes writes
 }
 
 // NewMetrics registers the pipeline metrics, plus Go runtime and process
@@ -63,20 +65,27 @@ func NewMetrics() *Metrics {
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "consumer_lag",
 			Help: "Messages of the stream not yet delivered to the consumer."}, []string{"stream", "consumer"}),
 	}
-	r.MustRegister(m.UnknownTypes, m.Lag)
+	m.SinkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "sink_up",
+		Help: "1 while the sink's destination takes writes, 0 while the sink is paused and probing a failing destination."}, []string{"sink"})
+	r.MustRegister(m.UnknownTypes, m.Lag, m.SinkUp)
 	return m
 }
 
 // Health tracks readiness: a process is ready when every named check has
-// been marked ready (connected, consumer bound, ...).
+// been marked ready (connected, consumer bound, ...). A ready process may
+// be degraded: a sink whose destination fails keeps its backlog in
+// JetStream and is still doing its job, so it stays ready (a readiness
+// probe that failed would take its metrics out of service discovery just
+// when they matter) and /readyz names it as degraded.
 type Health struct {
-	mu     sync.Mutex
-	checks map[string]error
+	mu       sync.Mutex
+	checks   map[string]error
+	degraded map[string]error
 }
 
 // NewHealth returns a Health whose named checks start not ready.
 func NewHealth(names ...string) *Health {
-	h := &Health{checks: map[string]error{}}
+	h := &Health{checks: map[string]error{}, degraded: map[string]error{}}
 	for _, n := range names {
 		h.checks[n] = errors.New("starting")
 	}
@@ -90,25 +99,49 @@ func (h *Health) Set(name string, err error) {
 	h.mu.Unlock()
 }
 
+// Degrade marks a check degraded for reason (nil clears it).
+func (h *Health) Degrade(name string, reason error) {
+	h.mu.Lock()
+	if reason == nil {
+		delete(h.degraded, name)
+	} else {
+		h.degraded[name] = reason
+	}
+	h.mu.Unlock()
+}
+
+// Degraded returns nil when no check is degraded, or an error naming those
+// that are, sorted.
+func (h *Health) Degraded() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return joinChecks(h.degraded)
+}
+
+func joinChecks(checks map[string]error) error {
+	var bad []string
+	for n, err := range checks {
+		if err != nil {
+			bad = append(bad, n+": "+err.Error())
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return errors.New(strings.Join(bad, "; "))
+}
+
 // Ready returns nil when every check is ready, or an error naming those
 // that are not.
 func (h *Health) Ready() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var bad []string
-	for n, err := range h.checks {
-		if err != nil {
-			bad = append(bad, n+": "+err.Error())
-		}
-	}
-	if len(bad) > 0 {
-		return errors.New(strings.Join(bad, "; "))
-	}
-	return nil
+	return joinChecks(h.checks)
 }
 
 // Handler serves /metrics, /healthz (the process is alive) and /readyz
-// (200 only when Ready).
+// (200 only when Ready; "ready, degraded: ..." when a check is degraded).
 func Handler(m *Metrics, h *Health) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
@@ -116,6 +149,10 @@ func Handler(m *Metrics, h *Health) http.Handler {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := h.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := h.Degraded(); err != nil {
+			io.WriteString(w, "ready, degraded: "+err.Error()+"\n")
 			return
 		}
 		io.WriteString(w, "ready\n")

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"fmt"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"io"
 	"os"
 	"strings"
@@ -95,4 +96,19 @@ func FormatProgress(pr Progress) string {
 	}
 	fmt.Fprintf(&b, ", written %d, skipped %d, failed %d", pr.Written, pr.Skipped, pr.Failed)
 	return b.String()
+}
+
+// LogRetries returns an Options.Retrying that tells w about a failing
+// destination: at its first failure, then at most once a minute while it
+// keeps failing.
+func LogRetries(w io.Writer) func(output string, f delivery.Failure) {
+	var last time.Time
+	return func(output string, f delivery.Failure) {
+		if f.Attempt > 1 && time.Since(last) < time.Minute {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(w, "sink %s: write failed (attempt %d, failing for %s; next try in %s, one event at a time): %v\n",
+			output, f.Attempt, f.FailingFor.Round(time.Second), f.Wait.Round(time.Millisecond), f.Err)
+	}
 }

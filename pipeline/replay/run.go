@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -15,6 +16,10 @@ import (
 type Output struct {
 	Name string
 	Sink pipeline.Sink
+	// Retry is how a failing write to Sink is retried: the live sink's
+	// policy (pipeline.RetryPolicy), so a replay waits out an outage as
+	// the live sink does.
+	Retry delivery.Policy
 }
 
 // Selector appends to dst the indexes, in the outputs of the replay, of
@@ -56,13 +61,9 @@ func Routes(table *pipeline.Table, outputs []Output) Selector {
 type Options struct {
 	// Batch is the most events given to one Write (default 500).
 	Batch int
-	// MaxAttempts is how often a batch that fails with a retryable error is
-	// written before the replay stops (default 10).
-	MaxAttempts int
-	// BackoffBase and BackoffMax bound the backoff between attempts, as
-	// pipeline.Backoff computes it (default 100ms and 30s); a RetryAfter
-	// error waits at least what it asks.
-	BackoffBase, BackoffMax time.Duration
+	// Retrying, if set, is told about every failed write that will be
+	// retried.
+	Retrying func(output string, f delivery.Failure)
 	// FlushEvery bounds how long read events wait for their batch to fill
 	// (default 1s).
 	FlushEvery time.Duration
@@ -140,31 +141,22 @@ type skipper interface{ Skipped() uint64 }
 // It does not close r or the outputs.
 //
 // Failures: a message that is not an event is skipped (counted as
-// Malformed). A Write that fails with a retryable error is retried with
-// the same batch, with exponential backoff and jitter, up to MaxAttempts
-// times; then Run stops and returns the error, with Counts.Resume telling
-// where to start again: the destination is down, and the rest of the range
-// would fail the same way. A permanent error (pipeline.IsPermanent) is
-// reported to Options.Failed and counted as failed, for the events it
-// names (pipeline.FailedEventIDs) or else the whole batch, and the replay
-// continues: one rejected batch should not stop a night's replay, and what
-// failed is listed. Nothing is dead-lettered: a replay is an operator's
-// command, not the live pipeline.
+// Malformed). Writes are retried by Output.Retry, the live sink's policy
+// (package delivery): a destination that is down is probed with one event
+// per backoff until it returns. If it has not returned after discard-after,
+// Run stops and returns the error, with Counts.Resume telling where to
+// start again: the rest of the range would fail the same way. A permanent
+// error is reported to Options.Failed and counted as failed, for the events
+// it names (delivery.FailedEventIDs) or else the whole batch, and the
+// replay continues: one rejected batch should not stop a night's replay,
+// and what failed is listed. Nothing is dead-lettered: a replay is an
+// operator's command, not the live pipeline.
 //
 // Run returns when the range is read (nil), when ctx ends (ctx's error,
 // with Counts.Resume set) or on a read or write error.
 func Run(ctx context.Context, r *Reader, outs []Output, sel Selector, o Options) (Counts, error) {
 	if o.Batch < 1 {
 		o.Batch = 500
-	}
-	if o.MaxAttempts < 1 {
-		o.MaxAttempts = 10
-	}
-	if o.BackoffBase <= 0 {
-		o.BackoffBase = 100 * time.Millisecond
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 30 * time.Second
 	}
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = time.Second
@@ -285,61 +277,47 @@ func (run *runner) write(ctx context.Context, i int) error {
 	b := &run.pending[i]
 	out, c := run.outs[i], &run.counts.Outputs[i]
 	sk, _ := out.Sink.(skipper)
-	for attempt := 1; ; attempt++ {
-		var before uint64
-		if sk != nil {
-			before = sk.Skipped()
-		}
-		err := out.Sink.Write(ctx, b.events)
-		if err == nil {
-			var skipped uint64
-			if sk != nil {
-				skipped = min(sk.Skipped()-before, uint64(len(b.events)))
+	var before uint64
+	if sk != nil {
+		before = sk.Skipped()
+	}
+	var written uint64
+	res := out.Retry.Do(ctx, b.events, out.Sink.Write, delivery.Hooks{
+		Written: func(idx []int) { written += uint64(len(idx)) },
+		Failed: func(f delivery.Failure) {
+			if run.opts.Retrying != nil {
+				run.opts.Retrying(out.Name, f)
 			}
-			c.Written += uint64(len(b.events)) - skipped
-			c.Skipped += skipped
-			b.events = b.events[:0]
-			return nil
+		},
+	})
+	var skipped uint64
+	if sk != nil {
+		skipped = min(sk.Skipped()-before, written)
+	}
+	c.Written += written - skipped
+	c.Skipped += skipped
+	if len(res.Unwritten) > 0 {
+		run.setResume()
+		return fmt.Errorf("write to sink %s: %w (last error: %v)", out.Name, ctx.Err(), res.Stopped)
+	}
+	if len(res.Rejected) > 0 {
+		ids := make([]string, len(res.Rejected))
+		for j, k := range res.Rejected {
+			ids[j] = b.events[k].ID
 		}
-		if pipeline.IsPermanent(err) {
-			ids := pipeline.FailedEventIDs(err)
-			if len(ids) == 0 {
-				ids = make([]string, len(b.events))
-				for j, ev := range b.events {
-					ids[j] = ev.ID
-				}
-			}
-			failed := min(uint64(len(ids)), uint64(len(b.events)))
-			c.Failed += failed
-			c.Written += uint64(len(b.events)) - failed
-			if run.opts.Failed != nil {
-				run.opts.Failed(out.Name, ids, err)
-			}
-			b.events = b.events[:0]
-			return nil
-		}
-		if ctx.Err() != nil {
+		if res.Expired {
+			// The destination stayed down for discard-after: the rest of
+			// the range would fail the same way.
 			run.setResume()
-			return fmt.Errorf("write to sink %s: %w", out.Name, ctx.Err())
+			return fmt.Errorf("write to sink %s: %w", out.Name, res.Reason)
 		}
-		if attempt >= run.opts.MaxAttempts {
-			run.setResume()
-			return fmt.Errorf("write to sink %s: gave up after %d attempts: %w", out.Name, attempt, err)
-		}
-		wait := pipeline.Backoff(attempt, run.opts.BackoffBase, run.opts.BackoffMax)
-		var ra pipeline.RetryAfter
-		if errors.As(err, &ra) {
-			wait = max(wait, ra.RetryAfter())
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			run.setResume()
-			return fmt.Errorf("write to sink %s: %w", out.Name, ctx.Err())
-		case <-t.C:
+		c.Failed += uint64(len(ids))
+		if run.opts.Failed != nil {
+			run.opts.Failed(out.Name, ids, res.Reason)
 		}
 	}
+	b.events = b.events[:0]
+	return nil
 }
 
 func (run *runner) progress(final bool) {

@@ -3,12 +3,12 @@ package replay_test
 import (
 	"context"
 	"errors"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
@@ -31,11 +31,11 @@ func (s *sink) Write(_ context.Context, batch []*schema.Event) error {
 	if s.fail != nil {
 		err = s.fail(s.attempts, batch)
 	}
-	if err != nil && !pipeline.IsPermanent(err) {
+	if err != nil && !delivery.IsPermanent(err) {
 		return err
 	}
 	rejected := map[string]bool{}
-	for _, id := range pipeline.FailedEventIDs(err) {
+	for _, id := range delivery.FailedEventIDs(err) {
 		rejected[id] = true
 	}
 	for _, ev := range batch {
@@ -55,8 +55,11 @@ func (e *rejectedError) Error() string      { return "rejected " + strings.Join(
 func (e *rejectedError) EventIDs() []string { return e.ids }
 
 func fast() replay.Options {
-	return replay.Options{Batch: 25, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, FlushEvery: 10 * time.Second} // batches of exactly 25
+	return replay.Options{Batch: 25, FlushEvery: 10 * time.Second} // batches of exactly 25
 }
+
+// quick is a retry policy whose backoffs take milliseconds.
+var quick = delivery.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond}
 
 func TestRunCountsRetriesAndFailures(t *testing.T) {
 	env, cfg := start(t)
@@ -92,7 +95,7 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 		if len(ids) == 0 {
 			return nil
 		}
-		return pipeline.Permanent(&rejectedError{ids})
+		return delivery.Permanent(&rejectedError{ids})
 	}}
 	dir := t.TempDir()
 	logSink := func() *tracer.Sink {
@@ -103,7 +106,7 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 		return s
 	}
 	log := logSink()
-	outs := []replay.Output{{Name: "flaky", Sink: flaky}, {Name: "picky", Sink: picky}, {Name: "log", Sink: log}}
+	outs := []replay.Output{{Name: "flaky", Sink: flaky, Retry: quick}, {Name: "picky", Sink: picky, Retry: quick}, {Name: "log", Sink: log, Retry: quick}}
 	var failed []string
 	var malformed []string
 	o := fast()
@@ -156,7 +159,7 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	c, err = replay.Run(ctx, r, []replay.Output{{Name: "log", Sink: log}}, replay.Every(1), fast())
+	c, err = replay.Run(ctx, r, []replay.Output{{Name: "log", Sink: log, Retry: quick}}, replay.Every(1), fast())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +169,8 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 }
 
 // TestRunStopsWhenSinkIsDown: a sink that keeps failing with a retryable
-// error stops the replay after MaxAttempts, telling where to resume.
+// error stops the replay once it has failed for discard-after, telling
+// where to resume.
 func TestRunStopsWhenSinkIsDown(t *testing.T) {
 	env, cfg := start(t)
 	ctx := context.Background()
@@ -182,14 +186,17 @@ func TestRunStopsWhenSinkIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	p := quick
+	p.DiscardAfter = 100 * time.Millisecond
+	var retries int
 	o := fast()
-	o.MaxAttempts = 3
-	c, err := replay.Run(ctx, r, []replay.Output{{Name: "down", Sink: down}}, replay.Every(1), o)
-	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") || !strings.Contains(err.Error(), "connection refused") {
+	o.Retrying = func(string, delivery.Failure) { retries++ }
+	c, err := replay.Run(ctx, r, []replay.Output{{Name: "down", Sink: down, Retry: p}}, replay.Every(1), o)
+	if err == nil || !strings.Contains(err.Error(), "gave up after failing for") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("err = %v", err)
 	}
-	if c.Outputs[0].Written != 50 || c.Resume != seqs[50] || down.attempts != 5 {
-		t.Errorf("written %d, resume %d (want %d), attempts %d", c.Outputs[0].Written, c.Resume, seqs[50], down.attempts)
+	if c.Outputs[0].Written != 50 || c.Outputs[0].Failed != 0 || c.Resume != seqs[50] || down.attempts < 4 || retries != down.attempts-3 {
+		t.Errorf("written %d, failed %d, resume %d (want %d), attempts %d, retries %d", c.Outputs[0].Written, c.Outputs[0].Failed, c.Resume, seqs[50], down.attempts, retries)
 	}
 }
 
@@ -211,7 +218,7 @@ func TestRunCanceled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	c, err := replay.Run(ctx, r, []replay.Output{{Name: "slow", Sink: slow}}, replay.Every(1), fast())
+	c, err := replay.Run(ctx, r, []replay.Output{{Name: "slow", Sink: slow, Retry: quick}}, replay.Every(1), fast())
 	if !errors.Is(err, context.Canceled) || c.Resume != 26 || c.Outputs[0].Written != 25 {
 		t.Errorf("err %v, resume %d, written %d", err, c.Resume, c.Outputs[0].Written)
 	}

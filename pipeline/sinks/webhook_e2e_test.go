@@ -145,7 +145,6 @@ max-backoff = "2s"
 
 [sinks]
 batch = 100
-max-deliver = 30
 `))
 	if err != nil {
 		t.Fatal(err)

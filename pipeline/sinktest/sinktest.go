@@ -52,6 +52,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
@@ -127,7 +128,6 @@ type Factory func(t *testing.T) *Harness
 // milliseconds.
 const (
 	batchSize   = 10
-	maxDeliver  = 10
 	backoffBase = time.Millisecond
 	backoffMax  = 20 * time.Millisecond
 	waitFor     = 15 * time.Second // bound of every wait
@@ -274,8 +274,8 @@ type runner struct {
 }
 
 func (fx *fixture) options(ackWait time.Duration) pipeline.SinkOptions {
-	return pipeline.SinkOptions{Routed: fx.cfg.Streams.Routed, Batch: batchSize, MaxDeliver: maxDeliver, AckWait: ackWait,
-		BackoffBase: backoffBase, BackoffMax: backoffMax, ShutdownTimeout: 5 * time.Second}
+	return pipeline.SinkOptions{Routed: fx.cfg.Streams.Routed, Batch: batchSize, AckWait: ackWait,
+		Retry: delivery.Policy{Base: backoffBase, Max: backoffMax}, ShutdownTimeout: 5 * time.Second}
 }
 
 // start runs a SinkRunner for s until stop is called (or the test ends).
@@ -475,9 +475,9 @@ func retriesOutlastAckWait(t *testing.T, f Factory) {
 	const ackWait = 3 * time.Second // longer than any one write of the harnesses
 	fx := setup(t, f, 60, cannotFail)
 	fx.h.Fail(FailRetryable)
-	// Enough attempts, spaced enough, for a failure this long.
+	// Attempts spaced enough for a failure this long.
 	opts := fx.options(ackWait)
-	opts.MaxDeliver, opts.BackoffMax = 100, 250*time.Millisecond
+	opts.Retry.Max = 250 * time.Millisecond
 	r := fx.start(fx.h.Sink, opts)
 	fx.publish(fx.events)
 	failing := time.Now()

@@ -3,6 +3,7 @@ package sinktest_test
 import (
 	"context"
 	"errors"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"maps"
 	"os"
 	"os/exec"
@@ -36,7 +37,7 @@ func (s *memSink) Write(ctx context.Context, batch []*schema.Event) error {
 	defer s.st.mu.Unlock()
 	switch s.st.mode {
 	case sinktest.FailPermanent:
-		return pipeline.Permanent(errors.New("destination refuses the events"))
+		return delivery.Permanent(errors.New("destination refuses the events"))
 	case sinktest.FailRetryable:
 		if s.flaw != "writes-on-retryable-failure" {
 			return errors.New("destination unavailable")

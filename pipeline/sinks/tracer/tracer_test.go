@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -430,7 +430,7 @@ func TestWriteErrorRetry(t *testing.T) {
 			}
 			s.file.f = ro
 			err = s.Write(context.Background(), evs("b", "c"))
-			if err == nil || pipeline.IsPermanent(err) {
+			if err == nil || delivery.IsPermanent(err) {
 				t.Fatalf("write to a read-only file: err = %v, want a retryable error", err)
 			}
 			s.file.f = good

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 )
 
 // StatusError is an answer of the receiver other than 2xx.
@@ -16,8 +16,8 @@ type StatusError struct {
 	Body string
 	// URL is the receiver, without credentials or query.
 	URL string
-	// RetryAfter is the receiver's Retry-After of a retryable answer
-	// (capped by max-backoff), 0 when it sent none.
+	// RetryAfter is the receiver's Retry-After of a retryable answer, 0
+	// when it sent none.
 	RetryAfter time.Duration
 	// IDs are the ids of the events of the rejected request, for an answer
 	// that is not retryable.
@@ -32,9 +32,13 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Retryable reports whether a retry may succeed: 408, 429 and 5xx.
+// Retryable reports whether a retry may succeed: 408, 425, 429 and 5xx.
 func (e *StatusError) Retryable() bool {
-	return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
+	switch e.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return e.StatusCode >= 500
 }
 
 // EventIDs returns IDs (see FailedIDs).
@@ -44,10 +48,8 @@ func (e *StatusError) EventIDs() []string { return e.IDs }
 // said when to try again (Retry-After on a 408, 429 or 5xx answer; the
 // longest one when several requests failed). It is never permanent.
 //
-// The runtime should not retry before After has passed: wait
-// max(After, its own backoff) before the next attempt, keeping the
-// messages in progress meanwhile. After is already capped by the webhook's
-// max-backoff.
+// The runtime does not retry before After has passed (see
+// delivery.Policy.Wait, which caps it at delivery.MaxRetryAfter).
 type RetryAfterError struct {
 	After time.Duration
 	Err   error
@@ -59,29 +61,12 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
-// RetryAfter returns After (it implements pipeline.RetryAfter).
+// RetryAfter returns After (it implements delivery.RetryAfter).
 func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
-
-// DiscardedError lists the events of a batch that Write did not send
-// because they were older than discard-after. It comes wrapped in a
-// pipeline.Permanent error; the other events of the batch were delivered.
-type DiscardedError struct {
-	IDs []string
-	// Cutoff is the creation time before which events were discarded.
-	Cutoff time.Time
-}
-
-func (e *DiscardedError) Error() string {
-	return fmt.Sprintf("%d events created before %s are older than discard-after: not sent",
-		len(e.IDs), e.Cutoff.UTC().Format(time.RFC3339))
-}
-
-// EventIDs returns IDs (see FailedIDs).
-func (e *DiscardedError) EventIDs() []string { return e.IDs }
 
 // FailedIDs returns the ids of the events a permanent error of Write is
 // about; the other events of the batch were delivered, and only these must
 // be dead-lettered. It returns nil when err names no events, in which case
 // the whole batch failed. (The sink runtime does this for every sink with
-// pipeline.FailedEventIDs.)
-func FailedIDs(err error) []string { return pipeline.FailedEventIDs(err) }
+// delivery.FailedEventIDs.)
+func FailedIDs(err error) []string { return delivery.FailedEventIDs(err) }

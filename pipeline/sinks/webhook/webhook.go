@@ -16,24 +16,17 @@
 // holding a *StatusError with the status and the first 512 bytes of the
 // answer.
 //
-// # Exactly once per batch
+// # Acknowledged request by request
 //
-// A retried batch does not send again what was delivered: the Sink
-// remembers the ids of the events delivered by the batch in flight and
-// skips them when the runtime retries that batch. It forgets them once a
-// Write returns nil or a permanent error (the batch is then finished), and
-// at the start of a Write it forgets the ids that are not in the new batch,
-// so the memory is bounded by the batch size. Events without an id cannot
-// be remembered and are sent again on a retry. An event whose id appears
-// earlier in the same batch is not sent twice.
+// Each chunk answered 2xx is reported to the runtime with
+// delivery.Delivered as soon as the answer arrives, so the runtime acks its
+// events at once and a retry of the batch does not send them again: a
+// crash of the sinks process re-sends at most the chunks in flight, that is
+// concurrency × batch-size events. An event whose id appears earlier in the
+// same batch is not sent twice.
 //
-// # discard-after
-//
-// With discard-after set, events created more than discard-after ago are
-// not sent. The other events are delivered as usual; if that succeeds,
-// Write returns a permanent error holding a *DiscardedError with the ids of
-// the discarded events, and only those must be dead-lettered (see
-// FailedIDs).
+// How long a failing receiver is retried (discard-after, max-backoff) is
+// the runtime's policy, shared by every sink (package delivery).
 package webhook
 
 import (
@@ -55,6 +48,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -82,8 +76,8 @@ type Options struct {
 	// is used as is (allow-invalid-certs does not apply to it); it should
 	// not follow redirects, or a 301/302 turns the POST into a GET.
 	Client *http.Client
-	// Now is the clock of discard-after and of Retry-After dates; nil
-	// means time.Now. Throttling uses the real clock.
+	// Now is the clock of Retry-After dates; nil means time.Now.
+	// Throttling uses the real clock.
 	Now func() time.Time
 }
 
@@ -105,8 +99,6 @@ type Sink struct {
 	now     func() time.Time
 	slots   chan *slot
 	closed  atomic.Bool
-	mu      sync.Mutex
-	sentIDs map[string]struct{} // delivered events of the batch in flight
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
@@ -150,13 +142,13 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 	for _, d := range []struct {
 		key string
 		v   config.Duration
-	}{{"timeout", c.Timeout}, {"throttle", c.Throttle}, {"discard-after", c.DiscardAfter}, {"max-backoff", c.MaxBackoff}} {
+	}{{"timeout", c.Timeout}, {"throttle", c.Throttle}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
 		}
 	}
 	s := &Sink{name: name, url: c.URL, cfg: c, now: opts.Now, client: opts.Client,
-		header: http.Header{"Content-Type": {"application/json"}}, sentIDs: map[string]struct{}{}}
+		header: http.Header{"Content-Type": {"application/json"}}}
 	for k, v := range c.Headers {
 		if !validHeaderName(k) || strings.ContainsAny(v, "\r\n\x00") {
 			errs = append(errs, fmt.Errorf("headers.%s: not a valid HTTP header", k))
@@ -245,8 +237,7 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 	if s.closed.Load() {
 		return fmt.Errorf("webhook %s: write after close", s.name)
 	}
-	send, discarded, cutoff := s.partition(batch)
-	chunks := split(send, s.cfg.BatchSize)
+	chunks := split(unique(batch), s.cfg.BatchSize)
 	errs := s.deliver(ctx, chunks)
 
 	var retry, perm []error
@@ -272,55 +263,30 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 		}
 		return err
 	}
-	// No retryable failure: the batch is finished, whatever happened.
-	s.mu.Lock()
-	clear(s.sentIDs)
-	s.mu.Unlock()
-	if len(discarded) > 0 {
-		perm = append(perm, &DiscardedError{IDs: discarded, Cutoff: cutoff})
-	}
 	if len(perm) == 0 {
 		return nil
 	}
-	return pipeline.Permanent(fmt.Errorf("webhook %s: %w", s.name, errors.Join(perm...)))
+	return delivery.Permanent(fmt.Errorf("webhook %s: %w", s.name, errors.Join(perm...)))
 }
 
-// partition returns the events of batch to send (not delivered yet, not
-// too old, first of their id) and the ids of those too old to send. It
-// forgets delivered ids that are not in batch.
-func (s *Sink) partition(batch []*schema.Event) (send []*schema.Event, discarded []string, cutoff time.Time) {
-	if d := s.cfg.DiscardAfter.D(); d > 0 {
-		cutoff = s.now().Add(-d)
-	}
-	inBatch := make(map[string]struct{}, len(batch))
-	send = make([]*schema.Event, 0, len(batch))
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// unique returns the events of batch that are not nil and not preceded by
+// an event of the same id.
+func unique(batch []*schema.Event) []*schema.Event {
+	seen := make(map[string]struct{}, len(batch))
+	out := make([]*schema.Event, 0, len(batch))
 	for _, ev := range batch {
 		if ev == nil {
 			continue
 		}
 		if ev.ID != "" {
-			if _, dup := inBatch[ev.ID]; dup {
+			if _, dup := seen[ev.ID]; dup {
 				continue
 			}
-			inBatch[ev.ID] = struct{}{}
+			seen[ev.ID] = struct{}{}
 		}
-		if !cutoff.IsZero() && ev.Time.Before(cutoff) {
-			discarded = append(discarded, ev.ID)
-			continue
-		}
-		if _, done := s.sentIDs[ev.ID]; done && ev.ID != "" {
-			continue
-		}
-		send = append(send, ev)
+		out = append(out, ev)
 	}
-	for id := range s.sentIDs {
-		if _, ok := inBatch[id]; !ok {
-			delete(s.sentIDs, id)
-		}
-	}
-	return send, discarded, cutoff
+	return out
 }
 
 // split cuts events into chunks of at most n.
@@ -368,7 +334,7 @@ func (s *Sink) deliver(ctx context.Context, chunks [][]*schema.Event) []error {
 			errs[i] = err
 			var se *StatusError
 			if err == nil {
-				s.remember(chunk)
+				delivery.Delivered(ctx, chunk)
 			} else if !errors.As(err, &se) || se.Retryable() {
 				failed.Store(true)
 			}
@@ -383,17 +349,6 @@ func errNotStarted(ctx context.Context) error {
 		return err
 	}
 	return errors.New("an earlier request of the batch failed")
-}
-
-// remember records the ids of a delivered chunk.
-func (s *Sink) remember(chunk []*schema.Event) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ev := range chunk {
-		if ev.ID != "" {
-			s.sentIDs[ev.ID] = struct{}{}
-		}
-	}
 }
 
 // post sends one chunk on slot sl and classifies the answer.
@@ -430,9 +385,6 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 	se := &StatusError{StatusCode: resp.StatusCode, Body: string(snippet), URL: s.target}
 	if se.Retryable() {
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
-			if mb := s.cfg.MaxBackoff.D(); mb > 0 {
-				d = min(d, mb)
-			}
 			se.RetryAfter = d
 		}
 	} else {

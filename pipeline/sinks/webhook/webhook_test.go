@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/schema"
@@ -284,7 +284,7 @@ func TestRetryAfterServerError(t *testing.T) {
 	s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 10; c.Concurrency = 2 }), webhook.Options{})
 	batch := events(35, "r")
 	err := s.Write(context.Background(), batch)
-	if err == nil || pipeline.IsPermanent(err) {
+	if err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 	var se *webhook.StatusError
@@ -308,25 +308,24 @@ func TestTooManyRequests(t *testing.T) {
 		name       string
 		status     int
 		retryAfter string
-		maxBackoff time.Duration
 		want       time.Duration // 0: no RetryAfterError
 	}{
-		{"seconds", 429, "2", 0, 2 * time.Second},
-		{"http date", 429, now.Add(90 * time.Second).Format(http.TimeFormat), 0, 90 * time.Second},
-		{"date in the past", 503, now.Add(-time.Minute).Format(http.TimeFormat), 0, 0},
-		{"capped by max-backoff", 503, "3600", time.Minute, time.Minute},
-		{"garbage", 429, "soon", 0, 0},
-		{"none", 429, "", 0, 0},
+		{"seconds", 429, "2", 2 * time.Second},
+		{"http date", 429, now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{"date in the past", 503, now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"an hour (delivery caps what it waits)", 503, "3600", time.Hour},
+		{"too early", 425, "1", time.Second},
+		{"garbage", 429, "soon", 0},
+		{"none", 429, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newReceiver(t, false, func(int, []byte) answer {
 				return answer{status: tt.status, header: map[string]string{"Retry-After": tt.retryAfter}}
 			})
-			s := newSink(t, cfg(r, func(c *config.Webhook) { c.MaxBackoff = config.Duration(tt.maxBackoff) }),
-				webhook.Options{Now: func() time.Time { return now }})
+			s := newSink(t, cfg(r), webhook.Options{Now: func() time.Time { return now }})
 			err := s.Write(context.Background(), events(3, "tm"))
-			if err == nil || pipeline.IsPermanent(err) {
+			if err == nil || delivery.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a retryable error", err)
 			}
 			var ra *webhook.RetryAfterError
@@ -360,7 +359,7 @@ func TestPermanentStatus(t *testing.T) {
 			s := newSink(t, cfg(r), webhook.Options{})
 			batch := events(5, "p")
 			err := s.Write(context.Background(), batch)
-			if !pipeline.IsPermanent(err) {
+			if !delivery.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a permanent error", err)
 			}
 			var se *webhook.StatusError
@@ -409,7 +408,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 	batch := events(4, "to")
 	start := time.Now()
 	err := s.Write(context.Background(), batch)
-	if err == nil || pipeline.IsPermanent(err) {
+	if err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -424,6 +423,9 @@ func TestTimeoutIsRetryable(t *testing.T) {
 	r.checkOnce(t, batch)
 }
 
+// TestPartialFailureRetrySendsNothingTwice: each chunk answered 2xx is
+// reported with delivery.Delivered at once, so the runtime's retry of the
+// batch (delivery.Policy.Do) sends only what was not delivered.
 func TestPartialFailureRetrySendsNothingTwice(t *testing.T) {
 	for _, conc := range []int{1, 3} {
 		t.Run(fmt.Sprint("concurrency ", conc), func(t *testing.T) {
@@ -437,33 +439,29 @@ func TestPartialFailureRetrySendsNothingTwice(t *testing.T) {
 			})
 			s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 10; c.Concurrency = conc }), webhook.Options{})
 			batch := events(30, "p")
-			err := s.Write(context.Background(), batch)
-			if err == nil || pipeline.IsPermanent(err) {
-				t.Fatalf("Write = %v, want a retryable error", err)
+			var reported []int
+			var failures []error
+			out := delivery.Policy{Base: time.Millisecond, Max: time.Millisecond}.Do(context.Background(), batch, s.Write, delivery.Hooks{
+				Written: func(idx []int) { reported = append(reported, idx...) },
+				Failed:  func(f delivery.Failure) { failures = append(failures, f.Err) },
+			})
+			if len(out.Rejected) > 0 || len(out.Unwritten) > 0 {
+				t.Fatalf("outcome %+v", out)
 			}
-			before := r.requestCount()
-			for attempt := 0; ; attempt++ {
-				if err = s.Write(context.Background(), batch); err == nil {
-					break
-				}
-				if attempt == 3 {
-					t.Fatalf("retry: %v", err)
-				}
+			if len(failures) != 1 || delivery.IsPermanent(failures[0]) {
+				t.Fatalf("failures %v, want one retryable", failures)
 			}
 			r.checkOnce(t, batch)
-			if n := r.requestCount(); n-before > 2 {
-				t.Errorf("retry sent %d requests; the delivered chunk(s) were sent again?", n-before)
+			slices.Sort(reported)
+			if len(reported) != len(batch) || reported[0] != 0 || reported[len(reported)-1] != len(batch)-1 || slices.Compact(reported) == nil {
+				t.Errorf("written reported for %v", reported)
 			}
-			// A new Write of the same events after success sends them again:
-			// the memory of delivered ids is per batch in flight.
-			if err := s.Write(context.Background(), batch[:1]); err != nil {
-				t.Fatal(err)
-			}
-			r.mu.Lock()
-			n := r.received[batch[0].ID]
-			r.mu.Unlock()
-			if n != 2 {
-				t.Errorf("event re-written in a new batch received %d times, want 2", n)
+			// The first attempt: p-000.., the failing p-010.. and, if it
+			// was started before the failure, p-020..; then a probe of
+			// p-010 alone; then the rest in one request (p-011..p-019) or,
+			// if p-020.. was not started, two. Five either way.
+			if n, wantRequests := r.requestCount(), 5; n != wantRequests {
+				t.Errorf("%d requests, want %d", n, wantRequests)
 			}
 		})
 	}
@@ -478,91 +476,6 @@ func TestDuplicateIDInBatchSentOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.checkOnce(t, batch[:3])
-}
-
-func TestDiscardAfter(t *testing.T) {
-	now := t0.Add(time.Hour)
-	tests := []struct {
-		name     string
-		times    []time.Duration // event age
-		wantSent []int
-		wantGone []int
-	}{
-		{"some too old", []time.Duration{2 * time.Hour, time.Minute, 11 * time.Minute, 9 * time.Minute}, []int{1, 3}, []int{0, 2}},
-		{"all fresh", []time.Duration{0, time.Minute}, []int{0, 1}, nil},
-		{"all too old", []time.Duration{time.Hour, 2 * time.Hour}, nil, []int{0, 1}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := newReceiver(t, false, nil)
-			s := newSink(t, cfg(r, func(c *config.Webhook) { c.DiscardAfter = config.Duration(10 * time.Minute) }),
-				webhook.Options{Now: func() time.Time { return now }})
-			batch := events(len(tt.times), "da")
-			for i, age := range tt.times {
-				batch[i].Time = now.Add(-age)
-			}
-			err := s.Write(context.Background(), batch)
-			var sent, gone []*schema.Event
-			for _, i := range tt.wantSent {
-				sent = append(sent, batch[i])
-			}
-			for _, i := range tt.wantGone {
-				gone = append(gone, batch[i])
-			}
-			r.checkOnce(t, sent)
-			if len(sent) == 0 && r.requestCount() != 0 {
-				t.Errorf("%d requests with nothing to send", r.requestCount())
-			}
-			if len(gone) == 0 {
-				if err != nil {
-					t.Fatalf("Write = %v, want nil", err)
-				}
-				return
-			}
-			if !pipeline.IsPermanent(err) {
-				t.Fatalf("Write = %v, want a permanent error", err)
-			}
-			var de *webhook.DiscardedError
-			if !errors.As(err, &de) {
-				t.Fatalf("no DiscardedError in %v", err)
-			}
-			if !slices.Equal(de.IDs, ids(gone)) || !slices.Equal(webhook.FailedIDs(err), ids(gone)) {
-				t.Errorf("discarded %v (FailedIDs %v), want %v", de.IDs, webhook.FailedIDs(err), ids(gone))
-			}
-		})
-	}
-}
-
-func TestDiscardedAndRejected(t *testing.T) {
-	// One chunk is rejected (400) and some events are too old: FailedIDs
-	// names both sets and nothing that was delivered.
-	now := t0.Add(time.Hour)
-	r := newReceiver(t, false, func(_ int, body []byte) answer {
-		if strings.Contains(string(body), `"x-002"`) {
-			return answer{status: http.StatusUnprocessableEntity, body: "bad event"}
-		}
-		return answer{status: http.StatusOK}
-	})
-	s := newSink(t, cfg(r, func(c *config.Webhook) {
-		c.DiscardAfter = config.Duration(10 * time.Minute)
-		c.BatchSize = 2
-		c.Concurrency = 1
-	}), webhook.Options{Now: func() time.Time { return now }})
-	batch := events(5, "x") // chunks after discarding x-000: [x-001 x-002] [x-003 x-004]
-	for _, ev := range batch {
-		ev.Time = now
-	}
-	batch[0].Time = now.Add(-time.Hour)
-	err := s.Write(context.Background(), batch)
-	if !pipeline.IsPermanent(err) {
-		t.Fatalf("Write = %v, want a permanent error", err)
-	}
-	got := webhook.FailedIDs(err)
-	slices.Sort(got)
-	if want := []string{"x-000", "x-001", "x-002"}; !slices.Equal(got, want) {
-		t.Errorf("FailedIDs = %v, want %v", got, want)
-	}
-	r.checkOnce(t, batch[3:])
 }
 
 func TestConcurrencyBound(t *testing.T) {
@@ -634,7 +547,7 @@ func TestTLS(t *testing.T) {
 				r.checkOnce(t, batch)
 				return
 			}
-			if err == nil || pipeline.IsPermanent(err) {
+			if err == nil || delivery.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a retryable certificate error", err)
 			}
 			if !strings.Contains(err.Error(), "certificate") {
@@ -653,7 +566,7 @@ func TestCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := s.Write(ctx, events(3, "cx"))
-	if err == nil || pipeline.IsPermanent(err) || !errors.Is(err, context.Canceled) {
+	if err == nil || delivery.IsPermanent(err) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Write = %v, want a retryable context error", err)
 	}
 	if r.requestCount() != 0 {
@@ -665,7 +578,7 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	r := newReceiver(t, false, nil)
 	r.srv.Close()
 	s := newSink(t, cfg(r), webhook.Options{})
-	if err := s.Write(context.Background(), events(1, "cr")); err == nil || pipeline.IsPermanent(err) {
+	if err := s.Write(context.Background(), events(1, "cr")); err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 }
@@ -716,9 +629,9 @@ func TestFailedIDs(t *testing.T) {
 	}{
 		{"nil", nil, nil},
 		{"plain", errors.New("x"), nil},
-		{"discarded, wrapped", pipeline.Permanent(fmt.Errorf("w: %w", &webhook.DiscardedError{IDs: []string{"a"}})), []string{"a"}},
-		{"joined", pipeline.Permanent(errors.Join(&webhook.StatusError{StatusCode: 400, IDs: []string{"b", "c"}},
-			fmt.Errorf("x: %w", &webhook.DiscardedError{IDs: []string{"a"}}))), []string{"b", "c", "a"}},
+		{"rejected, wrapped", delivery.Permanent(fmt.Errorf("w: %w", &webhook.StatusError{StatusCode: 422, IDs: []string{"a"}})), []string{"a"}},
+		{"joined", delivery.Permanent(errors.Join(&webhook.StatusError{StatusCode: 400, IDs: []string{"b", "c"}},
+			fmt.Errorf("x: %w", &webhook.StatusError{StatusCode: 413, IDs: []string{"a"}}))), []string{"b", "c", "a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,33 +1,9 @@
-package pipeline
+package delivery
 
 import (
 	"errors"
-	"math/rand/v2"
 	"time"
 )
-
-// Jitter returns a random duration in [d/2, d] so that retrying processes
-// do not move in lockstep.
-func Jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// Backoff is exponential backoff with full jitter: attempt n (from 1) waits
-// a random duration in [0, min(max, base*2^(n-1))].
-func Backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
-}
 
 // PermanentError marks an error that retrying cannot fix: the events go to
 // the dead-letter queue with the error as the reason.
@@ -44,8 +20,14 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
 // EventIDs is implemented by errors that concern only some events of a
-// batch (a rejected chunk, events too old to send).
+// batch (a rejected chunk).
 type EventIDs interface{ EventIDs() []string }
 
 // RetryAfter is implemented by retryable errors for which the destination
@@ -75,10 +57,4 @@ func FailedEventIDs(err error) []string {
 	}
 	walk(err)
 	return ids
-}
-
-// IsPermanent reports whether err, or an error it wraps, is permanent.
-func IsPermanent(err error) bool {
-	var p *PermanentError
-	return errors.As(err, &p)
 }
