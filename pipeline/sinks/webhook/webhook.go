@@ -48,8 +48,8 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -87,18 +87,18 @@ type Options struct {
 // goroutine at a time, but concurrent calls are safe (they share the
 // concurrency slots). Close is idempotent.
 type Sink struct {
-	name    string
-	target  string // scheme://host/path, for messages (no credentials, no query)
-	url     string
-	host    string // a configured Host header, sent as the request's Host
-	header  http.Header
-	key     []byte // signature key; nil when unset
-	cfg     config.Webhook
-	client  *http.Client
-	ownsTr  *http.Transport // the transport New built, closed by Close
-	now     func() time.Time
-	slots   chan *slot
-	closed  atomic.Bool
+	name   string
+	target string // scheme://host/path, for messages (no credentials, no query)
+	url    string
+	host   string // a configured Host header, sent as the request's Host
+	header http.Header
+	key    []byte // signature key; nil when unset
+	cfg    config.Webhook
+	client *http.Client
+	ownsTr *http.Transport // the transport New built, closed by Close
+	now    func() time.Time
+	slots  chan *slot
+	closed atomic.Bool
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
