@@ -125,13 +125,7 @@ func (e *dlqEnv) letters(t *testing.T, f dlqtool.Filter) []dlqtool.Letter {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 15s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 15*time.Second, what, cond)
 }
 
 func dlqCmd(t *testing.T, args ...string) (string, string, error) {

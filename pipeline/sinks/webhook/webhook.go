@@ -373,6 +373,11 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 	sl.last = time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// The client's error repeats the URL, whose query may hold a key.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = s.target
+		}
 		return fmt.Errorf("post %d events to %s: %w", len(chunk), s.target, err)
 	}
 	defer resp.Body.Close()

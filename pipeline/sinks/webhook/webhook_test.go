@@ -577,9 +577,13 @@ func TestCanceledContext(t *testing.T) {
 func TestConnectionRefusedIsRetryable(t *testing.T) {
 	r := newReceiver(t, false, nil)
 	r.srv.Close()
-	s := newSink(t, cfg(r), webhook.Options{})
-	if err := s.Write(context.Background(), events(1, "cr")); err == nil || delivery.IsPermanent(err) {
+	s := newSink(t, cfg(r, func(c *config.Webhook) { c.URL += "?api_key=Sekr1tQuery" }), webhook.Options{})
+	err := s.Write(context.Background(), events(1, "cr"))
+	if err == nil || delivery.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
+	}
+	if strings.Contains(err.Error(), "Sekr1tQuery") {
+		t.Errorf("error repeats the URL's query: %v", err)
 	}
 }
 
