@@ -112,6 +112,8 @@ replicas = 9
 		{"bad size", "[streams]\nmax-bytes = \"10 parsecs\"\n", []string{"invalid size"}},
 		{"metrics name taken", "[tracer.metrics]\ntype = \"stdout\"\n[metrics.prometheus]\nenable = true\n", []string{"metrics.prometheus: sink name \"metrics\" is already used by tracer.metrics"}},
 		{"not toml", "[[[", []string{"parse:"}},
+		{"max-deliver is gone", "[sinks]\nmax-deliver = 10\n", []string{"sinks.max-deliver: no longer used", "discard-after"}},
+		{"discard-after beyond retention", "[streams]\nmax-age = \"2d\"\n[webhook.w]\nurl = \"http://h/\"\nevents = [\"*\"]\ndiscard-after = \"3d\"\n", []string{"webhook.w.discard-after: 72h0m0s is longer than streams.max-age (48h0m0s)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.toml))
@@ -221,6 +223,34 @@ headers = { "X-Api-Key" = "%{env:MAILTEL_TEST_TOKEN}%" }
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+func TestParseErrorsNeverShowValues(t *testing.T) {
+	// An unquoted secret is a TOML syntax error whose message would quote it.
+	_, err := Parse([]byte("[nats]\ntoken = TokSecretXYZ123\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "TokSecret") || !strings.Contains(err.Error(), "line 2 (key nats.token)") {
+		t.Errorf("error %q: want the line and key, not the value", err)
+	}
+}
+
+func TestRetryOf(t *testing.T) {
+	c, err := Parse([]byte("[sinks]\nmax-backoff = \"10s\"\n[tracer.a]\ntype = \"stdout\"\n[webhook.b]\nurl = \"http://h/\"\nevents = [\"*\"]\ndiscard-after = \"2h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Retry{}
+	for _, s := range c.SinkSpecs() {
+		got[s.Name] = c.RetryOf(s)
+	}
+	if want := (Retry{DiscardAfter: Duration(24 * time.Hour), MaxBackoff: Duration(10 * time.Second)}); got["a"] != want {
+		t.Errorf("tracer a: %+v, want [sinks]' %+v", got["a"], want)
+	}
+	if want := (Retry{DiscardAfter: Duration(2 * time.Hour), MaxBackoff: Duration(10 * time.Second)}); got["b"] != want {
+		t.Errorf("webhook b: %+v, want its own discard-after and [sinks]' max-backoff: %+v", got["b"], want)
 	}
 }
 
