@@ -105,9 +105,14 @@ type SinkRunner struct {
 	written  *seqSet
 	filtered prometheus.Counter // messages Wants rejected
 	up       prometheus.Gauge   // mailtel_sink_up
+	// failing is set from a failed write until the next that succeeds.
+	failing bool
 	// lastLog is when a failing destination was last logged, so an outage
-	// of hours logs once a minute, not at every probe.
-	lastLog time.Time
+	// of hours, or a destination that keeps failing and recovering, logs
+	// once a minute, not at every probe; loggedFailure asks for a line
+	// when it recovers.
+	lastLog       time.Time
+	loggedFailure bool
 }
 
 // failureLogEvery is how often a sink whose destination keeps failing says
@@ -372,22 +377,27 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 		},
 		Failed: func(f delivery.Failure) {
 			r.metrics.Retried.WithLabelValues("sink:" + r.name).Inc()
-			if f.Attempt == 1 {
+			if !r.failing {
+				r.failing = true
 				pause()
 				r.up.Set(0)
 				r.health.Degrade("sink:"+r.name, fmt.Errorf("destination failing since %s: %w", time.Now().UTC().Format(time.RFC3339), f.Err))
 			}
-			if f.Attempt == 1 || time.Since(r.lastLog) >= failureLogEvery {
-				r.lastLog = time.Now()
-				r.log.Warn().Err(f.Err).Int("attempt", f.Attempt).Dur("failing_for", f.FailingFor.Round(time.Second)).
-					Dur("next_in", f.Wait.Round(time.Millisecond)).Dur("discard_after", r.opts.Retry.DiscardAfter).
+			if time.Since(r.lastLog) >= failureLogEvery {
+				r.lastLog, r.loggedFailure = time.Now(), true
+				r.log.Warn().Err(f.Err).Int("attempt", f.Attempt).Str("failing_for", f.FailingFor.Round(time.Second).String()).
+					Str("next_in", f.Wait.Round(time.Millisecond).String()).Str("discard_after", r.opts.Retry.DiscardAfter.String()).
 					Msg("write failed; sink paused, probing the destination with one event at a time")
 			}
 		},
 		Recovered: func(attempts int, failingFor time.Duration) {
+			r.failing = false
 			r.up.Set(1)
 			r.health.Degrade("sink:"+r.name, nil)
-			r.log.Info().Int("attempts", attempts).Dur("failed_for", failingFor.Round(time.Second)).Msg("destination back; sink resumes")
+			if r.loggedFailure {
+				r.loggedFailure = false
+				r.log.Info().Int("attempts", attempts).Str("failed_for", failingFor.Round(time.Second).String()).Msg("destination back; sink resumes")
+			}
 		},
 		Sleep: func(_ context.Context, d time.Duration) bool { return r.sleep(ctx, d, good) },
 	})
