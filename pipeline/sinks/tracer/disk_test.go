@@ -162,6 +162,53 @@ func TestFullDisk(t *testing.T) {
 				t.Errorf("after restart: skipped %d of %d", got, len(a)+len(b))
 			}
 		})
+		t.Run(format+"/start on a full disk", func(t *testing.T) {
+			dir := mountTmpfs(t, 256<<10)
+			logs := filepath.Join(dir, "logs")
+			path := filepath.Join(logs, "mail")
+			if err := os.MkdirAll(logs, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			// A log of an older version, or one Stalwart wrote: no sidecar.
+			appendUnindexedNew(t, format, path, idsN("old", 10))
+			bl := newBallast(t, dir)
+			bl.fill()
+			var logs2 bytes.Buffer
+			s := newSink(t, logCfg(logs, format, "never"), Options{Log: zerolog.New(&logs2)})
+			err := s.Write(context.Background(), evs("a"))
+			if format == "text" {
+				// The id sidecar's first commit does not fit: nothing can be
+				// written yet.
+				if err == nil || pipeline.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
+					t.Errorf("write on a full disk: %v, want a retryable ENOSPC", err)
+				}
+				if !strings.Contains(logs2.String(), "cannot open the log file yet") {
+					t.Errorf("New did not log why it could not open the file: %q", logs2.String())
+				}
+			} else if err != nil && (pipeline.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC)) {
+				t.Errorf("write on a full disk: %v, want nil (it fit) or a retryable ENOSPC", err)
+			}
+			bl.free(1 << 20)
+			old3 := idsN("old", 10)[3]
+			write(t, s, evs("a", old3))
+			s.file.idhRetry = time.Time{}
+			write(t, s, evs("b"))
+			if s.file.idh == nil || s.file.idhLag || s.file.covered != s.file.srcEnd() {
+				t.Errorf("id index covers %d of %d bytes (lagging %v)", s.file.covered, s.file.srcEnd(), s.file.idhLag)
+			}
+			// Stalwart's text lines carry no id: the sink cannot know them.
+			want, known := append(idsN("old", 10), "a", "b"), 12
+			if format == "text" {
+				want, known = append(idsN("old", 10), "a", old3, "b"), 3
+			}
+			checkFiles(t, path, format, want)
+			closeSink(t, s)
+			s = newSink(t, logCfg(logs, format, "never"), Options{})
+			write(t, s, evs("a", "b", old3, "c"))
+			if got, want := s.Skipped(), min(known, 3); got != uint64(want) {
+				t.Errorf("after restart: skipped %d, want %d", got, want)
+			}
+		})
 		t.Run(format+"/failures anywhere", func(t *testing.T) {
 			// With 0 to 3 free pages a batch fails in the log, the id
 			// sidecar, the id index or the time index, or fits; a failed
@@ -224,6 +271,21 @@ func TestFullDisk(t *testing.T) {
 			checkFiles(t, path, format, written)
 		})
 	}
+}
+
+// appendUnindexedNew creates the log at path holding ids, as an older
+// version (json) or Stalwart (text, without ids) wrote it.
+func appendUnindexedNew(t *testing.T, format, path string, ids []string) {
+	t.Helper()
+	var b []byte
+	for _, id := range ids {
+		if format == "json" {
+			b, _ = newJSONFormatter().appendEvent(b, ev(id))
+		} else {
+			b, _ = textFormatter{}.appendEvent(b, ev(id))
+		}
+	}
+	writeFile(t, path, string(b))
 }
 
 // holdLock locks the log file at path as another process would.

@@ -132,7 +132,9 @@ func entriesBefore(entries []uint64, end int64) bool {
 }
 
 // resetIDH forgets what the sidecar said: the table is emptied and the
-// sidecar is given a fresh header, to be rebuilt from the id source.
+// sidecar is given a fresh header, to be rebuilt from the id source. When
+// the header cannot be written (a full disk), the sidecar lags and gets it
+// at its catch-up.
 func (lf *logFile) resetIDH() {
 	lf.tab.reset()
 	lf.covered, lf.lastEntry, lf.idhLag = 0, 0, false
@@ -144,11 +146,22 @@ func (lf *logFile) resetIDH() {
 		lf.dropIDH()
 		return
 	}
+	lf.idhEnd = 0
+	if !lf.writeIDHHeader() {
+		lf.idhLag, lf.idhRetry = true, time.Now().Add(idhRetryEvery)
+	}
+}
+
+// writeIDHHeader writes the header of an empty sidecar.
+func (lf *logFile) writeIDHHeader() bool {
 	if err := writeAll(lf.idh, []byte(lf.idhHeader())); err != nil {
-		lf.dropIDH()
-		return
+		if lf.idh.Truncate(0) != nil { // a torn header reads as none
+			lf.dropIDH()
+		}
+		return false
 	}
 	lf.idhEnd = idhHeaderSize
+	return true
 }
 
 // dropIDH stops using the sidecar for the life of this logFile.
@@ -248,6 +261,10 @@ func (lf *logFile) commitIDH(end int64) {
 // catchUp appends to the sidecar the entries of the id source it does not
 // cover, read from the id source (the table has them already).
 func (lf *logFile) catchUp() {
+	if lf.idhEnd == 0 && !lf.writeIDHHeader() {
+		lf.idhRetry = time.Now().Add(idhRetryEvery)
+		return
+	}
 	lf.idhLag = false
 	add := func(h uint64, off int64) {
 		if e, ok := idEntry(h, off); ok {

@@ -1,11 +1,14 @@
 package tracer
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +65,7 @@ func onceEach(t *testing.T, path string, want []string) {
 // id index as a crash, an older version or an operator would, and replays
 // again: the second replay writes nothing and skips every event.
 func TestReplayTwiceLargeFile(t *testing.T) {
-	const n = 100_000
+	const n = 70_000 // json: 18 MB, text: 9 MB
 	all := idsN("ev", n)
 	extra := idsN("late", 300) // appended to the log behind the index's back
 	tests := []struct {
@@ -163,20 +166,23 @@ func TestReplayTwiceLargeFile(t *testing.T) {
 			closeSink(t, s)
 			onceEach(t, livePath, all)
 		})
+		// The first replay writes every event to the replay file; each case
+		// starts from a copy of it.
+		first := filepath.Join(dir, "first")
+		if written, skipped := replayOf(t, first, format, all); written != n || skipped != 0 {
+			t.Fatalf("first replay: written %d, skipped %d; want %d, 0", written, skipped, n)
+		}
 		for _, tc := range tests {
 			t.Run(format+"/"+tc.name, func(t *testing.T) {
-				rdir := filepath.Join(dir, strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(tc.name))
+				rdir := filepath.Join(dir, strings.NewReplacer(" ", "-", "(", "", ")", "", "'", "").Replace(tc.name))
+				copyDir(t, first, rdir)
 				log := filepath.Join(rdir, "mail.replay.2025-11-27")
-				written, skipped := replayOf(t, rdir, format, all)
-				if written != n || skipped != 0 {
-					t.Fatalf("first replay: written %d, skipped %d; want %d, 0", written, skipped, n)
-				}
 				want := all
 				if tc.damage != nil {
 					want = append(want, tc.damage(t, rdir, format, log)...)
 				}
 				before := fileSizeOf(t, log)
-				written, skipped = replayOf(t, rdir, format, want)
+				written, skipped := replayOf(t, rdir, format, want)
 				if written != 0 || skipped != len(want) {
 					t.Errorf("second replay: written %d, skipped %d; want 0, %d", written, skipped, len(want))
 				}
@@ -190,6 +196,25 @@ func TestReplayTwiceLargeFile(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// copyDir copies the files of dir src to a new dir dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	es, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dst, e.Name()), string(b))
 	}
 }
 
@@ -464,4 +489,96 @@ func BenchmarkWriteLogJSONSkip(b *testing.B) {
 		b.Fatalf("skipped %d of %d", s.Skipped(), b.N*500)
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestHugeFile measures a json log of MAILTEL_TRACER_HUGE_GIB GiB (skipped
+// when unset) written by an older version (no sidecar), in
+// MAILTEL_TRACER_HUGE_DIR (default a temporary directory): the first open,
+// which builds the id index from the log, a second open, which reads the
+// sidecar, the memory of the index, and a replay of ids of the file.
+//
+//	MAILTEL_TRACER_HUGE_GIB=2 go test ./pipeline/sinks/tracer -run TestHugeFile -v -timeout 30m
+func TestHugeFile(t *testing.T) {
+	gib, _ := strconv.ParseFloat(os.Getenv("MAILTEL_TRACER_HUGE_GIB"), 64)
+	if gib <= 0 {
+		t.Skip("set MAILTEL_TRACER_HUGE_GIB to the size of log to measure")
+	}
+	dir := os.Getenv("MAILTEL_TRACER_HUGE_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	} else {
+		dir = filepath.Join(dir, "mailtel-huge")
+		os.RemoveAll(dir)
+		os.MkdirAll(dir, 0o750)
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	path := filepath.Join(dir, "mail")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	fm := newJSONFormatter()
+	bw := bufio.NewWriterSize(f, 4<<20)
+	var buf []byte
+	n := 0
+	for size := int64(0); size < int64(gib*(1<<30)); n++ {
+		buf, _ = fm.appendEvent(buf[:0], ev(fmt.Sprintf("huge-event-with-a-long-enough-id-%09d", n)))
+		bw.Write(buf)
+		size += int64(len(buf))
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	f.Close()
+	st, _ := os.Stat(path)
+	t.Logf("wrote %d events, %.2f GiB, in %s", n, float64(st.Size())/(1<<30), time.Since(began).Round(time.Millisecond))
+
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	cfg := logCfg(dir, "json", "never")
+	for _, step := range []string{"first open: index built from the log", "second open: index read from the sidecar",
+		"open after losing the last half of the sidecar"} {
+		if strings.HasPrefix(step, "open after") {
+			truncateBy(t, idhPath(path), -1)
+		}
+		h0 := heap()
+		began := time.Now()
+		s := newSink(t, cfg, Options{})
+		took := time.Since(began)
+		h1 := heap()
+		tab := &s.file.tab
+		t.Logf("%s: %s; %d ids; table %.1f MB (%.1f bytes per id); heap +%.1f MB; sidecar %.1f MB",
+			step, took.Round(time.Millisecond), tab.len(), float64(tab.bytes())/1e6, float64(tab.bytes())/float64(tab.len()),
+			float64(h1-h0)/1e6, float64(fileSizeOf(t, idhPath(path)))/1e6)
+		if tab.len() != n {
+			t.Errorf("%d ids indexed, want %d", tab.len(), n)
+		}
+		if strings.HasPrefix(step, "second") {
+			// A replay of 100,000 events of the file, spread over it, and
+			// 1,000 new ones.
+			var replay []string
+			for i := range 100_000 {
+				replay = append(replay, fmt.Sprintf("huge-event-with-a-long-enough-id-%09d", i*(n/100_000)))
+			}
+			began := time.Now()
+			for rest := replay; len(rest) > 0; rest = rest[1000:] {
+				write(t, s, evs(rest[:1000]...))
+			}
+			t.Logf("replay of 100,000 written events: skipped %d in %s", s.Skipped(), time.Since(began).Round(time.Millisecond))
+			if s.Skipped() != 100_000 {
+				t.Errorf("skipped %d, want 100000", s.Skipped())
+			}
+			began = time.Now()
+			write(t, s, evs(idsN("new", 1000)...))
+			t.Logf("1,000 new events: %s", time.Since(began).Round(time.Millisecond))
+			n += 1000
+		}
+		closeSink(t, s)
+	}
 }

@@ -76,6 +76,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -165,9 +166,9 @@ type formatter interface {
 
 // New returns the sink of the tracer named name. For a log tracer it opens
 // and locks the current file at once, so that a misconfiguration (a path
-// it cannot write) fails at start; when another process holds the lock,
-// New logs it and returns, and the first Write waits for the lock. The
-// caller must Close the sink.
+// it cannot write) fails at start; when another process holds the lock, or
+// the disk is full, New logs it and returns, and the first Write waits for
+// the lock or tries again. The caller must Close the sink.
 //
 // Empty settings take defaults: format "json" for log tracers and "text"
 // for console and stdout, rotate "daily", prefix "mailtel".
@@ -243,11 +244,24 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	s.dir = cfg.Path
 	s.sidecar = format == "text"
 
-	if err := s.open(context.Background(), false); err != nil && !errors.Is(err, ErrLocked) {
-		s.closeFiles()
-		return nil, fmt.Errorf("tracer %s: %w", name, err)
+	if err := s.open(context.Background(), false); err != nil {
+		if !transient(err) {
+			s.closeFiles()
+			return nil, fmt.Errorf("tracer %s: %w", name, err)
+		}
+		if !errors.Is(err, ErrLocked) { // logged by openFile
+			s.log.Warn().Err(err).Str("sink", name).Msg("cannot open the log file yet; writes retry")
+		}
 	}
 	return s, nil
+}
+
+// transient reports whether an error opening the log files may go away by
+// itself (a lock another process holds, a full disk), so that the sink
+// starts and its writes retry, rather than refuse to start.
+func transient(err error) bool {
+	return errors.Is(err, ErrLocked) || errors.Is(err, syscall.ENOSPC) ||
+		errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO)
 }
 
 // checkNamePart rejects a file name part that would leave the directory.
