@@ -78,7 +78,13 @@ func (lf *logFile) openIDH() {
 		return
 	}
 	lf.idhEnd = idhHeaderSize
-	lf.tab.reserve(int((size - idhHeaderSize) / 8))
+	// Room for the entries, but no more than the id source can hold (a
+	// line has at least 4 bytes), whatever the size of a damaged sidecar.
+	words := (size - idhHeaderSize) / 8
+	if srcSize, err := fileSize(lf.src()); err == nil {
+		words = min(words, srcSize/4)
+	}
+	lf.tab.reserve(int(words))
 	br := bufio.NewReaderSize(io.NewSectionReader(f, idhHeaderSize, size-idhHeaderSize), 1<<20)
 	var pending []uint64
 	var word [8]byte

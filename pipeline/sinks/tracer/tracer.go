@@ -57,9 +57,12 @@
 //
 // The limits: events with an empty id are always written; an event whose
 // file is older than the previous period, or was deleted or moved away,
-// is written again by Write (Written still finds it in a file of the
-// sink's directory), and so is, in the json format, an event whose id is
-// not valid UTF-8 (zerolog cannot write it unchanged). Written compares
+// is written again by Write (a replay repeated two periods after the first
+// writes its events again, to the new period's file; Written still finds
+// a redelivered event in an older file modified since it was stored), and
+// so is an event whose line starts beyond the first TiB of its file and,
+// in the json format, an event whose id is not valid UTF-8 (zerolog cannot
+// write it unchanged). Written compares
 // the sink host's clock with the JetStream server's, which must agree
 // within clockSlack. In the text format, lines an instance wrote but had
 // not committed when it crashed stay in its file until that instance opens
