@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
@@ -29,6 +30,8 @@ type Options struct {
 	Stdout io.Writer
 	// Registry receives the metrics sink's event metrics.
 	Registry *prometheus.Registry
+	// Log receives the sinks' own messages (Run sets the process's).
+	Log zerolog.Logger
 }
 
 // Build creates the sink described by spec.
@@ -39,7 +42,7 @@ func Build(spec config.SinkSpec, o Options) (pipeline.Sink, error) {
 		if out == nil {
 			out = os.Stdout
 		}
-		return tracer.New(spec.Name, spec.Tracer, tracer.Options{Instance: o.Instance, Stdout: out})
+		return tracer.New(spec.Name, spec.Tracer, tracer.Options{Instance: o.Instance, Stdout: out, Log: o.Log})
 	case config.KindWebhook:
 		return webhook.New(spec.Name, spec.Webhook, webhook.Options{})
 	case config.KindMetrics:
@@ -94,6 +97,7 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 	if o.Registry == nil {
 		o.Registry = p.Metrics.Registry
 	}
+	o.Log = p.Log
 	built := make([]pipeline.Sink, 0, len(specs))
 	defer func() {
 		for _, s := range built {

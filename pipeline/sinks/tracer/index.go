@@ -63,56 +63,68 @@ func parseIndexHeader(line []byte) (format, prefix string, ok bool) {
 	return string(f), p, true
 }
 
-// openIndex opens (creating if needed) the index of the log file and makes
-// it start with header: an index with another header (none, a torn one,
-// another format) is emptied and given this one, and synced. A torn last
-// entry is closed with a newline so that the next entry is not glued to
-// it. The caller holds the log file's lock, so nothing else writes the
-// index.
-func (lf *logFile) openIndex(header string) error {
-	path := indexPath(lf.path)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_RDWR, filePerm)
+// openIndex opens (creating if needed) the time index of the log file and
+// makes it start with header: an index with another header (none, a torn
+// one, another format) is emptied and given this one, and synced. A torn
+// last entry is closed with a newline so that the next entry is not glued
+// to it. The caller holds the log file's lock, so nothing else writes the
+// index. The index is a hint: when it cannot be opened or written (a full
+// disk) the file goes without (lf.idx nil), and searches of it start at
+// its beginning.
+func (lf *logFile) openIndex(header string) {
+	f, err := os.OpenFile(indexPath(lf.path), os.O_APPEND|os.O_CREATE|os.O_RDWR, filePerm)
 	if err != nil {
-		return fmt.Errorf("open index: %w", err)
+		return
 	}
 	lf.idx = f
-	st, err := f.Stat()
+	if err := lf.fixIndex(header); err != nil {
+		lf.idx.Close()
+		lf.idx = nil
+	}
+}
+
+func (lf *logFile) fixIndex(header string) error {
+	f := lf.idx
+	size, err := fileSize(f)
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
+		return err
 	}
 	head := make([]byte, len(header))
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
 	if n < len(head) || string(head) != header {
 		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("reset %s: %w", path, err)
+			return err
 		}
-		if _, err := f.WriteString(header); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := writeAll(f, []byte(header)); err != nil {
+			f.Truncate(0) // a torn header reads as none
+			return err
 		}
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %s: %w", path, err)
-		}
-		return nil
+		lf.idxEnd = int64(len(header))
+		return f.Sync()
 	}
 	last := make([]byte, 1)
-	if _, err := f.ReadAt(last, st.Size()-1); err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
+	if _, err := f.ReadAt(last, size-1); err != nil {
+		return err
 	}
+	lf.idxEnd = size
 	if last[0] != '\n' {
-		if _, err := f.WriteString("\n"); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		if err := writeAll(f, []byte("\n")); err != nil {
+			f.Truncate(size)
+			return err
 		}
+		lf.idxEnd++
 	}
 	return nil
 }
 
 // index records that the batch starting at off is on disk, if the last
-// entry is older than indexEvery. Errors are not the batch's: the index
-// is dropped for the rest of this file's life, which only makes searches
-// start earlier.
+// entry is older than indexEvery. Errors are not the batch's: a failed
+// entry is cut off (it would only make searches start earlier) and the
+// next batch tries again; an index that cannot be cut is dropped for the
+// rest of this file's life.
 func (lf *logFile) index(off int64) {
 	if lf.idx == nil {
 		return
@@ -126,11 +138,14 @@ func (lf *logFile) index(off int64) {
 	b = strconv.AppendInt(b, off, 10)
 	b = append(b, '\n')
 	lf.scratch = b
-	if _, err := lf.idx.Write(b); err != nil {
-		lf.idx.Close()
-		lf.idx = nil
+	if err := writeAll(lf.idx, b); err != nil {
+		if cutTo(lf.idx, &lf.idxEnd) != nil {
+			lf.idx.Close()
+			lf.idx = nil
+		}
 		return
 	}
+	lf.idxEnd += int64(len(b))
 	lf.indexed = now
 }
 

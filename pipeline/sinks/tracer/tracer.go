@@ -17,42 +17,57 @@
 // "<prefix>" (never); with an instance name, "<prefix>.<instance>.2025-11-27"
 // and so on, so that scaled sinks processes never share a file. The period
 // is that of the time of writing, and a batch is written whole to one file.
-// The sink takes an exclusive flock on its file; a second writer gets an
-// error wrapping ErrLocked that tells the operator to give each instance its
-// own name. Next to each file the sink keeps hidden sidecars: the index
+// The sink takes an exclusive flock on its file. A sink that finds the
+// lock held (by a predecessor that is still exiting, or by a second
+// process that was not given its own instance name) waits for it: New
+// returns, and Write waits, bounded by its context, logging a warning at
+// once and every lockLogEvery while it waits. Next to each file the sink
+// keeps hidden sidecars: the id index ".<file>.idh", the time index
 // ".<file>.idx" and, for the text format, the ids ".<file>.ids"; a glob
 // such as "<prefix>.*" does not match them.
 //
 // # Guarantees
 //
 // Write returns nil only when the whole batch is on disk (written and
-// fsynced), so the runtime may ack it.
+// fsynced), so the runtime may ack it. Its errors are retryable, never
+// Permanent: a full disk (ENOSPC, EDQUOT), an I/O error or a short write
+// leaves no partial line (the file is cut back to the end of its last
+// complete batch) and the same batch, written again once there is room, is
+// written exactly once.
 //
-// A log tracer is idempotent by event id across restarts and crashes, and
-// writes each event exactly once however often JetStream redelivers it:
+// A log tracer is idempotent by event id across restarts, crashes and
+// replays, and writes each event exactly once however often JetStream
+// redelivers it or an operator replays it:
 //
-//   - Write skips (and counts, see Skipped) an event whose id it wrote
-//     recently: the last RecentIDs ids of this process, and after a start
-//     those of the end of the current and the previous period's file (see
-//     logFile for how each format keeps them).
+//   - Write skips (and counts, see Skipped) an event whose id is in the
+//     current period's file or the previous period's: the sink indexes
+//     every id of both files (see logFile and idTable: about 12 bytes of
+//     memory per id, whatever the size of the file, and an exact check
+//     against the file for every hash that matches), kept on disk in the
+//     id index sidecar so that an open does not read the whole log, and
+//     repaired from the log when a crash left it behind.
 //   - Written (the runtime's pipeline.WrittenChecker) answers, for a
 //     redelivered message, whether its event was written at or after the
 //     time the message was stored in ROUTED, however much was written
-//     since and by whichever instance: it searches the files of every
-//     instance of the sink, starting near that time with the help of an
-//     index sidecar per file (see indexPath), and reports only events that
-//     are in a file for good (see Written).
+//     since and by whichever instance: it answers from the index for the
+//     files this sink has open, and searches the other files of every
+//     instance of the sink, starting near that time with the help of a
+//     time index sidecar per file (see indexPath), and reports only events
+//     that are in a file for good (see Written).
 //
 // The limits: events with an empty id are always written; an event whose
-// file was deleted or moved away (rotated files older than the previous
-// period, say) before JetStream redelivered it is written again, and so
-// is, in the json format, an event whose id is not valid UTF-8 (zerolog
-// cannot write it unchanged). Written compares the sink host's clock with
-// the JetStream server's, which must agree within clockSlack. In the text
-// format, lines an instance wrote but had not committed when it crashed
-// stay in its file until that instance opens the file again. Console and
-// stdout tracers remember ids only within the process and check nothing
-// on redelivery.
+// file is older than the previous period, or was deleted or moved away,
+// is written again by Write (a replay repeated two periods after the first
+// writes its events again, to the new period's file; Written still finds
+// a redelivered event in an older file modified since it was stored), and
+// so is an event whose line starts beyond the first TiB of its file and,
+// in the json format, an event whose id is not valid UTF-8 (zerolog cannot
+// write it unchanged). Written compares
+// the sink host's clock with the JetStream server's, which must agree
+// within clockSlack. In the text format, lines an instance wrote but had
+// not committed when it crashed stay in its file until that instance opens
+// the file again. Console and stdout tracers remember the last RecentIDs
+// ids of the process and check nothing on redelivery.
 package tracer
 
 import (
@@ -64,7 +79,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
@@ -74,9 +92,22 @@ import (
 // ErrClosed is returned (wrapped) by Write after Close.
 var ErrClosed = errors.New("tracer sink is closed")
 
-// RecentIDs is how many of the last written event ids a sink remembers to
-// skip redelivered events.
+// RecentIDs is how many of the last written event ids a console or stdout
+// sink remembers to skip redelivered events.
 const RecentIDs = 100_000
+
+// lockPoll is how often a sink waiting for the lock on its file tries
+// again, and lockLogEvery how often it says it is still waiting (a
+// variable for the tests).
+const lockPoll = 100 * time.Millisecond
+
+var lockLogEvery = 10 * time.Second
+
+const (
+	// slowOpen: an open that takes longer (building the index of a large
+	// file written by an older version, say) is logged.
+	slowOpen = time.Second
+)
 
 // Options are the process-level settings of a tracer sink.
 type Options struct {
@@ -89,6 +120,10 @@ type Options struct {
 	// Now returns the time of writing, which picks the log file (default
 	// time.Now).
 	Now func() time.Time
+	// Log receives what the sink has to tell the operator: that it waits
+	// for the lock on its file, that opening a file took long. The zero
+	// value logs nothing.
+	Log zerolog.Logger
 }
 
 // Sink is a tracer sink. Write and Close may be called from different
@@ -97,22 +132,29 @@ type Sink struct {
 	name string
 	fmt  formatter
 	now  func() time.Time
+	log  zerolog.Logger
 
 	// log type only
 	dir, prefix, base, rotate string // base: prefix[.instance]
-	sidecar                   bool
+	sidecar                   bool   // text format: ids in a sidecar
 	// console and stdout types only
-	out io.Writer
+	out  io.Writer
+	seen *idSet
 
-	sem     chan struct{} // held by Write and Close
-	closed  bool
-	file    *logFile
-	period  int64 // rotation period of file
-	seen    *idSet
-	batch   map[string]struct{} // ids of the batch being formatted
-	ids     []string            // ids of the events being written
-	buf     []byte
-	skipped atomic.Uint64
+	sem        chan struct{} // held by Write, Written and Close
+	closed     bool
+	file       *logFile // the file of the current period, nil until open
+	period     int64    // rotation period of file
+	prev       *logFile // the previous period's file, if any, read only
+	prevPeriod int64
+	waitSince  time.Time // when the sink began to wait for a lock
+	waitLogged time.Time
+	batch      map[string]struct{} // ids of the batch being formatted
+	ids        []string            // ids of the events being written
+	hashes     []uint64            // their hashes (see idHash)
+	starts     []int               // offsets in buf of their lines
+	buf        []byte
+	skipped    atomic.Uint64
 }
 
 var (
@@ -126,9 +168,10 @@ type formatter interface {
 }
 
 // New returns the sink of the tracer named name. For a log tracer it opens
-// and locks the current file at once, so that a misconfiguration (a second
-// instance without its own instance name, a path it cannot write) fails at
-// start; the caller must Close the sink.
+// and locks the current file at once, so that a misconfiguration (a path
+// it cannot write) fails at start; when another process holds the lock, or
+// the disk is full, New logs it and returns, and the first Write waits for
+// the lock or tries again. The caller must Close the sink.
 //
 // Empty settings take defaults: format "json" for log tracers and "text"
 // for console and stdout, rotate "daily", prefix "mailtel".
@@ -139,8 +182,8 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	s := &Sink{
 		name:  name,
 		now:   opts.Now,
+		log:   opts.Log,
 		sem:   make(chan struct{}, 1),
-		seen:  newIDSet(RecentIDs),
 		batch: make(map[string]struct{}),
 	}
 	if s.now == nil {
@@ -160,6 +203,7 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 		if s.out == nil {
 			s.out = os.Stdout
 		}
+		s.seen = newIDSet(RecentIDs)
 	default:
 		return nil, fmt.Errorf("tracer %s: unsupported type %q (want log, console or stdout)", name, cfg.Type)
 	}
@@ -203,16 +247,24 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	s.dir = cfg.Path
 	s.sidecar = format == "text"
 
-	now := s.now()
-	if s.rotate != "never" {
-		if err := s.loadPrevious(now); err != nil {
-			return nil, err
+	if err := s.open(context.Background(), false); err != nil {
+		if !transient(err) {
+			s.closeFiles()
+			return nil, fmt.Errorf("tracer %s: %w", name, err)
+		}
+		if !errors.Is(err, ErrLocked) { // logged by openFile
+			s.log.Warn().Err(err).Str("sink", name).Msg("cannot open the log file yet; writes retry")
 		}
 	}
-	if err := s.openFile(now); err != nil {
-		return nil, err
-	}
 	return s, nil
+}
+
+// transient reports whether an error opening the log files may go away by
+// itself (a lock another process holds, a full disk), so that the sink
+// starts and its writes retry, rather than refuse to start.
+func transient(err error) bool {
+	return errors.Is(err, ErrLocked) || errors.Is(err, syscall.ENOSPC) ||
+		errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO)
 }
 
 // checkNamePart rejects a file name part that would leave the directory.
@@ -223,12 +275,13 @@ func checkNamePart(s string) error {
 	return nil
 }
 
-// Write writes every event of batch whose id was not written recently and
-// returns nil once they are all durable. It returns the first error met;
-// errors are retryable (none is marked Permanent: every event can be
-// rendered). Write is serialised with other Writes and with Close; it
-// gives up waiting for them when ctx ends, but a write that has started
-// runs to the end.
+// Write writes every event of batch whose id was not written before (see
+// the package doc) and returns nil once they are all durable. It returns
+// the first error met; errors are retryable (none is marked Permanent:
+// every event can be rendered, and a full disk frees up). Write is
+// serialised with other Writes and with Close; it gives up waiting for
+// them, or for the lock on its file, when ctx ends, but a write that has
+// started runs to the end.
 func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 	if err := s.lock(ctx); err != nil {
 		return fmt.Errorf("tracer %s: write: %w", s.name, err)
@@ -241,25 +294,37 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 		return fmt.Errorf("tracer %s: write: %w", s.name, err)
 	}
 	if s.dir != "" {
-		if err := s.rotateIfDue(); err != nil {
-			return err
+		if err := s.open(ctx, true); err != nil {
+			return fmt.Errorf("tracer %s: %w", s.name, err)
 		}
 	}
 
-	s.buf, s.ids = s.buf[:0], s.ids[:0]
+	s.buf, s.ids, s.hashes, s.starts = s.buf[:0], s.ids[:0], s.hashes[:0], s.starts[:0]
 	clear(s.batch)
+	defer clear(s.batch) // the batch's strings may be reused
 	var skipped uint64
 	for _, e := range batch {
 		if e == nil {
 			continue
 		}
 		if e.ID != "" {
-			if _, dup := s.batch[e.ID]; dup || s.seen.has(e.ID) {
+			if _, dup := s.batch[e.ID]; dup {
+				skipped++
+				continue
+			}
+			h := idHash(e.ID)
+			known, err := s.known(e.ID, h)
+			if err != nil {
+				return fmt.Errorf("tracer %s: check event %s: %w", s.name, e.ID, err)
+			}
+			if known {
 				skipped++
 				continue
 			}
 			s.batch[e.ID] = struct{}{}
 			s.ids = append(s.ids, e.ID)
+			s.hashes = append(s.hashes, h)
+			s.starts = append(s.starts, len(s.buf))
 		}
 		var err error
 		if s.buf, err = s.fmt.appendEvent(s.buf, e); err != nil {
@@ -271,17 +336,34 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 			return err
 		}
 	}
-	for _, id := range s.ids {
-		s.seen.add(strings.Clone(id)) // the batch's strings may be reused
+	if s.seen != nil {
+		for _, id := range s.ids {
+			s.seen.add(strings.Clone(id)) // the batch's strings may be reused
+		}
 	}
-	clear(s.batch)
 	s.skipped.Add(skipped)
 	return nil
 }
 
+// known reports whether the event with id, of hash h (see idHash), was
+// written: to one of the files the sink has open (log), or by this
+// process (console, stdout).
+func (s *Sink) known(id string, h uint64) (bool, error) {
+	if s.seen != nil {
+		return s.seen.has(id), nil
+	}
+	if ok, err := s.file.has(id, h); ok || err != nil {
+		return ok, err
+	}
+	if s.prev != nil {
+		return s.prev.has(id, h)
+	}
+	return false, nil
+}
+
 func (s *Sink) output() error {
 	if s.file != nil {
-		if err := s.file.write(s.buf, s.ids); err != nil {
+		if err := s.file.write(s.buf, s.ids, s.hashes, s.starts); err != nil {
 			return fmt.Errorf("tracer %s: %w", s.name, err)
 		}
 		return nil
@@ -296,10 +378,10 @@ func (s *Sink) output() error {
 // already been written. It is safe for concurrent use.
 func (s *Sink) Skipped() uint64 { return s.skipped.Load() }
 
-// Close closes the log file, releasing its lock. It is idempotent and safe
-// without a Write; it waits for a Write in flight, or returns ctx's error
-// (leaving the sink open) if ctx ends first. Console and stdout tracers do
-// not close their writer.
+// Close closes the log files, releasing their locks. It is idempotent and
+// safe without a Write; it waits for a Write in flight, or returns ctx's
+// error (leaving the sink open) if ctx ends first. Console and stdout
+// tracers do not close their writer.
 func (s *Sink) Close(ctx context.Context) error {
 	if err := s.lock(ctx); err != nil {
 		return fmt.Errorf("tracer %s: close: %w", s.name, err)
@@ -309,15 +391,21 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	if s.file == nil {
-		return nil
-	}
-	err := s.file.close()
-	s.file = nil
-	if err != nil {
+	if err := s.closeFiles(); err != nil {
 		return fmt.Errorf("tracer %s: close: %w", s.name, err)
 	}
 	return nil
+}
+
+func (s *Sink) closeFiles() error {
+	var errs []error
+	for _, lf := range []*logFile{s.file, s.prev} {
+		if lf != nil {
+			errs = append(errs, lf.close())
+		}
+	}
+	s.file, s.prev = nil, nil
+	return errors.Join(errs...)
 }
 
 func (s *Sink) lock(ctx context.Context) error {
@@ -333,13 +421,8 @@ func (s *Sink) unlock() { <-s.sem }
 
 // periodOf returns the rotation period t falls in.
 func (s *Sink) periodOf(t time.Time) int64 {
-	var n int64
-	switch s.rotate {
-	case "daily":
-		n = 24 * 3600
-	case "hourly":
-		n = 3600
-	default:
+	n := s.periodLen()
+	if n == 0 {
 		return 0
 	}
 	sec := t.Unix()
@@ -348,6 +431,17 @@ func (s *Sink) periodOf(t time.Time) int64 {
 		p--
 	}
 	return p
+}
+
+// periodLen is the length of a rotation period in seconds, 0 for never.
+func (s *Sink) periodLen() int64 {
+	switch s.rotate {
+	case "daily":
+		return 24 * 3600
+	case "hourly":
+		return 3600
+	}
+	return 0
 }
 
 // fileName returns the name of the log file of the period t falls in.
@@ -362,53 +456,121 @@ func (s *Sink) fileName(t time.Time) string {
 	return s.base
 }
 
-// openFile opens the log file of the period now falls in.
-func (s *Sink) openFile(now time.Time) error {
-	path := filepath.Join(s.dir, s.fileName(now))
-	lf, err := openLogFile(path, s.sidecar, s.prefix, s.seen.add)
-	if err != nil {
-		return fmt.Errorf("tracer %s: %w", s.name, err)
-	}
-	s.file, s.period = lf, s.periodOf(now)
-	return nil
-}
-
-// rotateIfDue switches to the file of the current period.
-func (s *Sink) rotateIfDue() error {
+// open makes the file of the current period the sink's file, and the
+// previous period's file, if there is one, its previous file (whose ids
+// are skipped too, so that a batch written just before the period changed
+// and redelivered after it is not written again). At a change of period
+// the current file becomes the previous one. With wait, it waits for a
+// lock another process holds until ctx ends; without, it returns an error
+// wrapping ErrLocked at once.
+func (s *Sink) open(ctx context.Context, wait bool) error {
 	now := s.now()
-	if s.file != nil && s.periodOf(now) == s.period {
+	p := s.periodOf(now)
+	if s.file != nil && s.period == p {
 		return nil
 	}
-	var closeErr error
 	if s.file != nil {
-		closeErr = s.file.close()
+		if s.file.dirty {
+			// Cut the failed batch off before leaving the file: its retry
+			// goes to the new one.
+			if err := s.file.repair(); err != nil {
+				return fmt.Errorf("rotate: %w", err)
+			}
+		}
+		var errs []error
+		if s.prev != nil {
+			errs = append(errs, s.prev.close())
+			s.prev = nil
+		}
+		if p == s.period+1 {
+			s.prev, s.prevPeriod = s.file, s.period
+		} else {
+			errs = append(errs, s.file.close())
+		}
 		s.file = nil
-		if closeErr != nil {
-			closeErr = fmt.Errorf("tracer %s: rotate: %w", s.name, closeErr)
+		if err := errors.Join(errs...); err != nil {
+			s.log.Warn().Err(err).Str("sink", s.name).Msg("closing the log files of the last period")
 		}
 	}
-	return errors.Join(closeErr, s.openFile(now))
+	if n := s.periodLen(); n > 0 && (s.prev == nil || s.prevPeriod != p-1) {
+		if s.prev != nil {
+			s.prev.close()
+			s.prev = nil
+		}
+		path := filepath.Join(s.dir, s.fileName(now.Add(-time.Duration(n)*time.Second)))
+		if _, err := os.Stat(path); err == nil {
+			lf, err := s.openFile(ctx, path, wait)
+			if err != nil {
+				return fmt.Errorf("previous file: %w", err)
+			}
+			s.prev, s.prevPeriod = lf, p-1
+		}
+	}
+	lf, err := s.openFile(ctx, filepath.Join(s.dir, s.fileName(now)), wait)
+	if err != nil {
+		return err
+	}
+	s.file, s.period = lf, p
+	return nil
 }
 
-// loadPrevious loads the ids of the previous period's file, if there is
-// one, so that a batch written just before the period changed and
-// redelivered after a restart is not written again to the new file. The
-// file is repaired as at open, then closed.
-func (s *Sink) loadPrevious(now time.Time) error {
-	prev := now.Add(-time.Hour)
-	if s.rotate == "daily" {
-		prev = now.Add(-24 * time.Hour)
+// openFile opens the log file at path; with wait, it waits for a lock
+// another process holds, logging that it does, until ctx ends.
+func (s *Sink) openFile(ctx context.Context, path string, wait bool) (*logFile, error) {
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		began := time.Now()
+		lf, err := openLogFile(path, s.sidecar, s.prefix)
+		if err == nil {
+			s.opened(lf, began)
+			return lf, nil
+		}
+		if !errors.Is(err, ErrLocked) {
+			return nil, err
+		}
+		now := time.Now()
+		switch {
+		case s.waitSince.IsZero():
+			s.waitSince, s.waitLogged = now, now
+			s.log.Warn().Str("sink", s.name).Str("file", path).
+				Msg("log file is locked by another process; waiting for it to release the lock " +
+					"(a previous sinks process still exiting? two processes running at once must each have their own instance name: sinks --instance)")
+		case now.Sub(s.waitLogged) >= lockLogEvery:
+			s.waitLogged = now
+			s.log.Warn().Str("sink", s.name).Str("file", path).Dur("waited", now.Sub(s.waitSince).Round(time.Second)).
+				Msg("still waiting for the lock on the log file")
+		}
+		if !wait {
+			return nil, err
+		}
+		if t == nil {
+			t = time.NewTimer(lockPoll)
+		} else {
+			t.Reset(lockPoll)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w; waited %s (another sinks process writes this file: give each instance its own instance name, sinks --instance): %w",
+				err, now.Sub(s.waitSince).Round(time.Millisecond), ctx.Err())
+		case <-t.C:
+		}
 	}
-	path := filepath.Join(s.dir, s.fileName(prev))
-	if _, err := os.Stat(path); err != nil {
-		return nil // no previous file (or none we can see): nothing to load
+}
+
+// opened logs the end of a wait for the lock, and a slow open.
+func (s *Sink) opened(lf *logFile, began time.Time) {
+	if !s.waitSince.IsZero() {
+		s.log.Info().Str("sink", s.name).Str("file", lf.path).Dur("waited", time.Since(s.waitSince).Round(time.Millisecond)).
+			Msg("got the lock on the log file")
+		s.waitSince = time.Time{}
 	}
-	lf, err := openLogFile(path, s.sidecar, s.prefix, s.seen.add)
-	if err != nil {
-		return fmt.Errorf("tracer %s: previous file: %w", s.name, err)
+	if took := time.Since(began); took >= slowOpen {
+		s.log.Info().Str("sink", s.name).Str("file", lf.path).Int("ids", lf.tab.len()).Dur("took", took.Round(time.Millisecond)).
+			Msg("opened log file and indexed its event ids")
 	}
-	if err := lf.close(); err != nil {
-		return fmt.Errorf("tracer %s: previous file: %w", s.name, err)
-	}
-	return nil
 }

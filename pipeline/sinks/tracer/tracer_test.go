@@ -239,6 +239,10 @@ func TestInstanceNaming(t *testing.T) {
 	}
 }
 
+// TestFlockConflict: a second sink on a file another holds does not fail
+// at New: its Write waits for the lock until its context ends, with an
+// error that names the file and the fix, and succeeds once the first
+// sink is closed.
 func TestFlockConflict(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
@@ -246,11 +250,17 @@ func TestFlockConflict(t *testing.T) {
 			now := func() time.Time { return t0 }
 			first := newSink(t, logCfg(dir, format, "daily"), Options{Instance: "a", Now: now})
 
-			_, err := New("t", logCfg(dir, format, "daily"), Options{Instance: "a", Now: now})
-			if !errors.Is(err, ErrLocked) {
-				t.Fatalf("second sink on the same file: err = %v, want ErrLocked", err)
+			second := newSink(t, logCfg(dir, format, "daily"), Options{Instance: "a", Now: now})
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			err := second.Write(ctx, evs("2"))
+			if !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("second sink on the same file: err = %v, want ErrLocked after the deadline", err)
 			}
-			if !strings.Contains(err.Error(), "instance name (sinks --instance)") || !strings.Contains(err.Error(), "mail.a.2025-11-27") {
+			if pipeline.IsPermanent(err) {
+				t.Errorf("a held lock is permanent: %v", err)
+			}
+			if !strings.Contains(err.Error(), "instance name, sinks --instance") || !strings.Contains(err.Error(), "mail.a.2025-11-27") {
 				t.Errorf("error does not name the file and the fix: %v", err)
 			}
 
@@ -259,9 +269,8 @@ func TestFlockConflict(t *testing.T) {
 			write(t, other, evs("2"))
 
 			closeSink(t, first)
-			again := newSink(t, logCfg(dir, format, "daily"), Options{Instance: "a", Now: now})
-			write(t, again, evs("3"))
-			closeSink(t, again)
+			write(t, second, evs("1", "3"))
+			closeSink(t, second)
 			if got := ids(t, filepath.Join(dir, "mail.a.2025-11-27")); !slices.Equal(got, []string{"1", "3"}) {
 				t.Errorf("instance a file holds %v", got)
 			}

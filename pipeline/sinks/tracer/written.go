@@ -35,19 +35,21 @@ const clockSlack = 5 * time.Second
 //     written since and across any number of crashes, as long as its file
 //     is still there (see the package doc).
 //
-// It looks first at the ids this process wrote recently, then searches the
-// files of every instance of the sink in its directory ("<prefix>" and
-// "<prefix>.*": another instance may have written an event that JetStream
-// redelivers to this one) that were modified at or after since -
-// clockSlack, from the batch each file's index says was written then (see
-// indexStart), up to the last complete line or commit, reading as it goes
-// and stopping once every event is found. Files of other sinks, sidecars
-// and dotfiles are left alone. Events with an empty id are never reported.
+// It answers first from the index of the files this sink has open (see
+// logFile), then searches the other files of every instance of the sink in
+// its directory ("<prefix>" and "<prefix>.*": another instance may have
+// written an event that JetStream redelivers to this one) that were
+// modified at or after since - clockSlack, from the batch each file's time
+// index says was written then (see indexStart), up to the last complete
+// line or commit, reading as it goes and stopping once every event is
+// found. Files of other sinks, sidecars and dotfiles are left alone. Events
+// with an empty id are never reported.
 //
 // The keys of the map are the events' ID strings. Console and stdout
 // tracers return nil, nil: they have nothing to search. Written is
-// serialised with Write and Close; it returns ctx's error if ctx ends
-// during the search, and an error wrapping ErrClosed after Close.
+// serialised with Write and Close; like Write, it waits for the lock on the
+// sink's file until ctx ends. It returns ctx's error if ctx ends during the
+// search, and an error wrapping ErrClosed after Close.
 func (s *Sink) Written(ctx context.Context, events []*schema.Event, since time.Time) (map[string]bool, error) {
 	if s.dir == "" {
 		return nil, nil
@@ -59,13 +61,20 @@ func (s *Sink) Written(ctx context.Context, events []*schema.Event, since time.T
 	if s.closed {
 		return nil, fmt.Errorf("tracer %s: check written: %w", s.name, ErrClosed)
 	}
+	if err := s.open(ctx, true); err != nil {
+		return nil, fmt.Errorf("tracer %s: check written: %w", s.name, err)
+	}
 	found := make(map[string]bool)
 	want := make(map[string]string) // ids still sought, to themselves
 	for _, e := range events {
 		if e == nil || e.ID == "" {
 			continue
 		}
-		if s.seen.has(e.ID) {
+		known, err := s.known(e.ID, idHash(e.ID))
+		if err != nil {
+			return nil, fmt.Errorf("tracer %s: check written: %w", s.name, err)
+		}
+		if known {
 			found[e.ID] = true
 		} else {
 			want[e.ID] = e.ID
@@ -96,15 +105,11 @@ type target struct {
 	text   bool
 	cutoff time.Time
 	mod    time.Time
-	// own: the file this sink has open; end is then its committed size
-	// (of the log or the sidecar), beyond which a failed batch may lie.
-	own bool
-	end int64
 }
 
 // targets lists the files of this sink (every instance) in its directory
-// modified at or after cutoff, the file this sink has open first, then the
-// most recently modified first.
+// modified at or after cutoff, but those this sink has open (it has their
+// ids), the most recently modified first.
 func (s *Sink) targets(cutoff time.Time) ([]target, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -118,12 +123,10 @@ func (s *Sink) targets(cutoff time.Time) ([]target, error) {
 			continue
 		}
 		t := target{log: filepath.Join(s.dir, name), cutoff: cutoff}
-		if s.file != nil && t.log == s.file.path {
-			t.own, t.text, t.end = true, s.sidecar, s.file.committed
-			if s.sidecar {
-				t.end = s.file.idsEnd
-			}
-		} else if format, prefix, ok := readIndexHeader(t.log); ok {
+		if s.isOpen(t.log) {
+			continue
+		}
+		if format, prefix, ok := readIndexHeader(t.log); ok {
 			if prefix != s.prefix {
 				continue // another sink's file, whose prefix extends ours
 			}
@@ -154,13 +157,13 @@ func (s *Sink) targets(cutoff time.Time) ([]target, error) {
 		t.mod = st.ModTime()
 		out = append(out, t)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].own != out[j].own {
-			return out[i].own
-		}
-		return out[i].mod.After(out[j].mod)
-	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].mod.After(out[j].mod) })
 	return out, nil
+}
+
+// isOpen reports whether the log file at path is one this sink has open.
+func (s *Sink) isOpen(path string) bool {
+	return (s.file != nil && path == s.file.path) || (s.prev != nil && path == s.prev.path)
 }
 
 // logName reports whether rest, what follows the prefix in a file name,
@@ -201,9 +204,6 @@ func (t target) search(ctx context.Context, want map[string]string, found map[st
 		return fmt.Errorf("stat %s: %w", t.path, err)
 	}
 	size := st.Size()
-	if t.own {
-		size = min(size, t.end)
-	}
 	start, err := indexStart(indexPath(t.log), t.cutoff, size)
 	if err != nil {
 		return fmt.Errorf("index of %s: %w", t.log, err)
@@ -216,14 +216,12 @@ func (t target) search(ctx context.Context, want map[string]string, found map[st
 			start = 0
 		}
 	}
-	end := size
-	if !t.own {
-		// Another process may be appending, or cutting off what a crash
-		// left, while this reads: only what precedes the last complete
-		// line (json) or commit (text) is never cut.
-		if end, err = stableEnd(f, start, size, t.text); err != nil {
-			return fmt.Errorf("read %s: %w", t.path, err)
-		}
+	// Another process may be appending, or cutting off what a crash left,
+	// while this reads: only what precedes the last complete line (json) or
+	// commit (text) is never cut.
+	end, err := stableEnd(f, start, size, t.text)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", t.path, err)
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), 256<<10)
 	if t.text {
