@@ -99,7 +99,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			outs = append(outs, replay.Output{Name: spec.Name, Sink: c, Retry: pipeline.RetryPolicy(cfg, spec)})
 			continue
 		}
-		s, err := sinks.Build(spec, sinks.Options{Instance: *instance, Stdout: stdout})
+		s, err := sinks.Build(spec, sinks.Options{Instance: *instance, Stdout: stdout, Log: replay.Logger(stderr)})
 		if err != nil {
 			return fmt.Errorf("router replay: %w", err)
 		}

@@ -79,7 +79,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("sinks replay: %w", err)
 	}
-	sink, err := sinks.Build(spec, sinks.Options{Instance: *instance, Stdout: stdout})
+	sink, err := sinks.Build(spec, sinks.Options{Instance: *instance, Stdout: stdout, Log: replay.Logger(stderr)})
 	if err != nil {
 		return fmt.Errorf("sinks replay: %w", err)
 	}

@@ -3,6 +3,7 @@ package replay
 import (
 	"fmt"
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/rs/zerolog"
 	"io"
 	"os"
 	"strings"
@@ -111,4 +112,10 @@ func LogRetries(w io.Writer) func(output string, f delivery.Failure) {
 		fmt.Fprintf(w, "sink %s: write failed (attempt %d, failing for %s; next try in %s, one event at a time): %v\n",
 			output, f.Attempt, f.FailingFor.Round(time.Second), f.Wait.Round(time.Millisecond), f.Err)
 	}
+}
+
+// Logger returns a logger for the sinks of a replay (a log sink waiting
+// for its file lock says so), writing plain lines to w.
+func Logger(w io.Writer) zerolog.Logger {
+	return zerolog.New(zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
 }

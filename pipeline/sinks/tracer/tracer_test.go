@@ -257,7 +257,7 @@ func TestFlockConflict(t *testing.T) {
 			if !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("second sink on the same file: err = %v, want ErrLocked after the deadline", err)
 			}
-			if pipeline.IsPermanent(err) {
+			if delivery.IsPermanent(err) {
 				t.Errorf("a held lock is permanent: %v", err)
 			}
 			if !strings.Contains(err.Error(), "instance name, sinks --instance") || !strings.Contains(err.Error(), "mail.a.2025-11-27") {
