@@ -3,8 +3,10 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"net/textproto"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +22,22 @@ const (
 	HeaderSourceSeq     = "Mailtel-Source-Seq"
 	HeaderFailedAt      = "Mailtel-Failed-At"
 	HeaderDeliveries    = "Mailtel-Deliveries"
+	// HeaderTruncated is "true" on a dead letter whose payload was cut to
+	// fit the server's max payload; HeaderOriginalSize then holds the
+	// payload's size in bytes before it was cut.
+	HeaderTruncated    = "Mailtel-Truncated"
+	HeaderOriginalSize = "Mailtel-Original-Size"
+	// HeaderHeadersDropped is "true" on a dead letter whose source headers
+	// were dropped because they alone did not fit the max payload.
+	HeaderHeadersDropped = "Mailtel-Headers-Dropped"
 )
+
+// MaxReasonLen bounds the Mailtel-Reason header of a dead letter, in bytes:
+// a longer reason (an error quoting a large input) is cut and ends with a
+// marker giving its full length. 1 KiB keeps a sink's dead letter of the
+// largest event Publish takes within the headroom it leaves
+// (PayloadHeadroom), so that such a letter is stored whole.
+const MaxReasonLen = 1 << 10
 
 // Letter is one dead letter: the payload that failed and why.
 type Letter struct {
@@ -49,28 +66,113 @@ func (l *Letter) Subject() string {
 	return DLQPrefix + l.Stage + "." + id
 }
 
-// PublishLetter stores a dead letter in the DLQ stream and returns only
-// after JetStream stored it.
-func PublishLetter(ctx context.Context, js jetstream.JetStream, l Letter) error {
-	msg := &nats.Msg{Subject: l.Subject(), Data: l.Data, Header: nats.Header{}}
-	for k, v := range l.Header {
-		if k != jetstream.MsgIDHeader {
-			msg.Header[k] = v
-		}
+// LetterMsg returns the message PublishLetter stores for l: its payload,
+// the source's headers (but its Nats-Msg-Id) and the Mailtel-* headers,
+// with Nats-Msg-Id set to l's MsgID.
+//
+// The whole message (payload and headers) is kept within maxPayload bytes,
+// the server's max payload (nats.Conn.MaxPayload; 0 or less: no bound),
+// because a dead letter is often what did not fit somewhere: the reason is
+// cut to MaxReasonLen bytes, and a payload that still does not fit is cut
+// to the bytes that do, with Mailtel-Truncated: true and
+// Mailtel-Original-Size: <bytes> saying so. The source's headers are
+// dropped (Mailtel-Headers-Dropped: true) only when they alone leave no
+// room. A truncated payload no longer decodes; dlqtool shows it as such
+// and does not re-drive it.
+func LetterMsg(l Letter, maxPayload int64) *nats.Msg {
+	own := nats.Header{}
+	reason := "unknown"
+	if l.Reason != nil {
+		reason = l.Reason.Error()
 	}
-	msg.Header.Set(HeaderReason, l.Reason.Error())
-	msg.Header.Set(HeaderStage, l.Stage)
+	own.Set(HeaderReason, cutReason(reason))
+	own.Set(HeaderStage, l.Stage)
 	if l.SourceSubject != "" {
-		msg.Header.Set(HeaderSourceSubject, l.SourceSubject)
-		msg.Header.Set(HeaderSourceSeq, strconv.FormatUint(l.SourceSeq, 10))
-		msg.Header.Set(HeaderDeliveries, strconv.FormatUint(l.Deliveries, 10))
+		own.Set(HeaderSourceSubject, l.SourceSubject)
+		own.Set(HeaderSourceSeq, strconv.FormatUint(l.SourceSeq, 10))
+		own.Set(HeaderDeliveries, strconv.FormatUint(l.Deliveries, 10))
 	}
-	msg.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	own.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
 	id := l.MsgID
 	if id == "" {
 		id = "dlq." + l.Stage + "." + strconv.FormatUint(l.SourceSeq, 10)
 	}
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+	own.Set(jetstream.MsgIDHeader, id)
+	msg := &nats.Msg{Subject: l.Subject(), Data: l.Data, Header: make(nats.Header, len(l.Header)+len(own)+2)}
+	for k, v := range l.Header {
+		msg.Header[k] = v
+	}
+	for k, v := range own { // ours win, the source's Nats-Msg-Id among them
+		msg.Header[k] = v
+	}
+	fits := func() bool { return int64(headerSize(msg.Header)+len(msg.Data)) <= maxPayload }
+	if maxPayload <= 0 || fits() {
+		return msg
+	}
+	truncate := func() {
+		msg.Header.Set(HeaderTruncated, "true")
+		msg.Header.Set(HeaderOriginalSize, strconv.Itoa(len(l.Data)))
+	}
+	truncate()
+	if int64(headerSize(msg.Header)) > maxPayload {
+		// The source's headers leave no room at all: keep only ours.
+		msg.Header = own
+		msg.Header.Set(HeaderHeadersDropped, "true")
+		if fits() {
+			return msg
+		}
+		truncate()
+	}
+	room := max(0, maxPayload-int64(headerSize(msg.Header)))
+	msg.Data = l.Data[:min(int64(len(l.Data)), room)]
+	return msg
+}
+
+// cutReason cuts a reason longer than MaxReasonLen bytes, on a rune
+// boundary, and marks it with the reason's full length.
+func cutReason(s string) string {
+	if len(s) <= MaxReasonLen {
+		return s
+	}
+	marker := fmt.Sprintf(" ... [reason truncated, %d bytes]", len(s))
+	n := MaxReasonLen - len(marker)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + marker
+}
+
+// headerSize is the size of h on the wire, as nats.go encodes it
+// ("NATS/1.0\r\n", "key: value\r\n" per value with the value trimmed, and
+// "\r\n"), which the server counts against its max payload with the
+// payload.
+func headerSize(h nats.Header) int {
+	if len(h) == 0 {
+		return 0
+	}
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(textproto.TrimString(v)) + len(": \r\n")
+		}
+	}
+	return n
+}
+
+// maxPayload returns the max payload of the server js is connected to (0
+// when unknown).
+func maxPayload(js jetstream.JetStream) int64 {
+	if nc := js.Conn(); nc != nil {
+		return nc.MaxPayload()
+	}
+	return 0
+}
+
+// PublishLetter stores a dead letter in the DLQ stream and returns only
+// after JetStream stored it. The letter is cut to fit the server's max
+// payload (see LetterMsg). It is safe for concurrent use.
+func PublishLetter(ctx context.Context, js jetstream.JetStream, l Letter) error {
+	msg := LetterMsg(l, maxPayload(js))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("dead-letter to %s: %w", msg.Subject, err)
 	}

@@ -34,6 +34,7 @@ type Ack struct {
 // stored once. Publish is safe for concurrent use.
 type Publisher struct {
 	js      jetstream.JetStream
+	nc      *nats.Conn // js's connection: its max payload bounds an event
 	levels  *catalog.Levels
 	pending chan pendingPub
 	wg      sync.WaitGroup
@@ -75,7 +76,7 @@ func NewPublisher(js jetstream.JetStream, levels *catalog.Levels, maxInFlight in
 	if maxInFlight < 1 {
 		maxInFlight = 1
 	}
-	p := &Publisher{js: js, levels: levels, pending: make(chan pendingPub, maxInFlight), retries: PublishRetries,
+	p := &Publisher{js: js, nc: js.Conn(), levels: levels, pending: make(chan pendingPub, maxInFlight), retries: PublishRetries,
 		done: make(chan struct{}), metrics: m, ackTimer: time.NewTimer(PublishAckTimeout)}
 	p.ackTimer.Stop()
 	go p.collect()
@@ -85,12 +86,47 @@ func NewPublisher(js jetstream.JetStream, levels *catalog.Levels, maxInFlight in
 // ErrPublisherClosed is returned by Publish after Close.
 var ErrPublisherClosed = errors.New("publisher closed")
 
+// PayloadHeadroom is what Publish keeps free under the server's max
+// payload: an event is refused when its encoding is larger than
+// MaxPayload - PayloadHeadroom. The event travels on with headers: its
+// own Nats-Msg-Id (at most 128 bytes of id), the router's copy with a
+// Nats-Msg-Id of its own, the server's stream sources add
+// Nats-Stream-Source, and a sink that gives up on it dead-letters it with
+// the source's headers and the Mailtel-* ones (the reason cut to
+// MaxReasonLen). 4 KiB holds all of these, so an event stored in EVENTS
+// can always be copied onward whole.
+const PayloadHeadroom = 4 << 10
+
+// TooLargeError is returned (wrapped) by Publish for an event whose
+// encoding does not fit in a message of the connected server. Retrying
+// cannot help: the event is bad input.
+type TooLargeError struct {
+	Size       int   // bytes of the encoded event
+	Limit      int64 // bytes an encoded event may have
+	MaxPayload int64 // the server's max payload
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("event encodes to %d bytes, more than the limit of %d bytes (the NATS server's max payload of %d bytes less %d for headers)",
+		e.Size, e.Limit, e.MaxPayload, e.MaxPayload-e.Limit)
+}
+
+// MaxEventSize returns the largest encoded event Publish takes for a
+// server with the given max payload: maxPayload - PayloadHeadroom, but at
+// least half of maxPayload (for a server configured with a max payload
+// under 8 KiB).
+func MaxEventSize(maxPayload int64) int64 {
+	return max(maxPayload-PayloadHeadroom, maxPayload/2)
+}
+
 // Publish stamps ev.Level with the event's effective level, encodes ev and
 // publishes it to events.<type>. It blocks while MaxInFlight publishes are
 // unacknowledged (back-pressure) or until ctx ends. done is called exactly
 // once, from another goroutine, when JetStream has stored the event or the
 // retries are exhausted; it is never called when Publish returns an error.
-// ev may be reused once Publish returns.
+// An event whose encoding is larger than MaxEventSize of the server's max
+// payload is refused with a *TooLargeError. ev may be reused once Publish
+// returns.
 func (p *Publisher) Publish(ctx context.Context, ev *schema.Event, done func(Ack)) error {
 	if ev.ID == "" {
 		return fmt.Errorf("publish %s: %w", ev.Type, errors.New("event has no id"))
@@ -103,6 +139,16 @@ func (p *Publisher) Publish(ctx context.Context, ev *schema.Event, done func(Ack
 	if err != nil {
 		return fmt.Errorf("publish event %s: %w", ev.ID, err)
 	}
+	// The size is checked here, on the bytes that are published, so the
+	// event is encoded once. nats.go refuses a message over the max payload
+	// too, but only later, in collect, where it would be retried for
+	// seconds and then look like a failure to store (a 503 to an HTTP
+	// sender, who would retry it for ever).
+	if mp := p.maxPayload(); mp > 0 {
+		if limit := MaxEventSize(mp); int64(len(data)) > limit {
+			return fmt.Errorf("publish event %s: %w", ev.ID, &TooLargeError{Size: len(data), Limit: limit, MaxPayload: mp})
+		}
+	}
 	msg := &nats.Msg{Subject: ev.Subject(), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
 	// Reserve a slot first: this is where back-pressure blocks.
@@ -112,6 +158,14 @@ func (p *Publisher) Publish(ctx context.Context, ev *schema.Event, done func(Ack
 	case p.pending <- pendingPub{msg: msg, done: done}:
 	}
 	return nil
+}
+
+// maxPayload returns the connected server's max payload, 0 when unknown.
+func (p *Publisher) maxPayload() int64 {
+	if p.nc == nil {
+		return 0
+	}
+	return p.nc.MaxPayload()
 }
 
 // collect publishes and awaits acknowledgements in order. Publishing here,

@@ -76,7 +76,7 @@ func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	var f app.Flags
 	f.Register(fs)
-	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): a Stalwart webhook event\n{\"id\",\"createdAt\",\"type\",\"data\"} or a Dovecot event_exporter JSON object.\nBad lines are reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
+	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): a Stalwart webhook event\n{\"id\",\"createdAt\",\"type\",\"data\"} or a Dovecot event_exporter JSON object.\nBad lines (unparsable, over the limits, or larger than the NATS server's max payload)\nare reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
 		"  publisher file events.jsonl\n  tail -F /var/log/dovecot-events.jsonl | publisher file -")
 	paths, err := app.ParseInterspersed(fs, args)
 	if err != nil {
@@ -105,13 +105,17 @@ func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "line %d: %v\n", r.Line, r.Err)
 	})
 	pub.Close(context.Background())
-	fmt.Fprintf(stdout, "published %d, duplicate %d, rejected %d, failed %d in %s\n",
-		counts.Published, counts.Duplicate, counts.Rejected, counts.Failed, time.Since(began).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "published %d, duplicate %d, rejected %d, failed %d, dead-lettered %d in %s\n",
+		counts.Published, counts.Duplicate, counts.Rejected, counts.Failed, counts.DeadLettered, time.Since(began).Round(time.Millisecond))
 	if err != nil {
 		return err
 	}
 	if counts.Rejected+counts.Failed > 0 {
-		return fmt.Errorf("%d lines were not published", counts.Rejected+counts.Failed)
+		err := fmt.Errorf("%d lines were not published", counts.Rejected+counts.Failed)
+		if lost := counts.Rejected - counts.DeadLettered; lost > 0 {
+			err = fmt.Errorf("%w; %d rejected lines could not be dead-lettered either", err, lost)
+		}
+		return err
 	}
 	return nil
 }
@@ -123,7 +127,7 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	f.Register(fs)
 	listen := fs.String("listen", "", "`address` to serve on (overrides [publisher] listen, default 127.0.0.1:8025)")
 	httpAddr := fs.String("http", "127.0.0.1:9103", "`address` of /healthz, /readyz, /metrics")
-	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request).\nAnswers 200 only after JetStream stored every event; 4xx with a JSON reason for bad input.\nAuthentication ([publisher] token, user/password, signature-key) is required when\nlistening beyond loopback.",
+	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request).\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down).\nAuthentication ([publisher] token, user/password, signature-key) is required when\nlistening beyond loopback.",
 		"  publisher ingest --listen 0.0.0.0:8025 --config mailtel.toml\n  # Stalwart: [webhook.mailtel] url = \"http://mailtel:8025/v1/ingest/stalwart\"")
 	if err := fs.Parse(args); err != nil {
 		return err

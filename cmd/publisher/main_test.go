@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,7 @@ this is not an event
 	if err == nil || !strings.Contains(err.Error(), "1 lines were not published") {
 		t.Errorf("run error = %v, want one line not published", err)
 	}
-	if got := out.String(); !strings.Contains(got, "published 2, duplicate 0, rejected 1, failed 0") {
+	if got := out.String(); !strings.Contains(got, "published 2, duplicate 0, rejected 1, failed 0, dead-lettered 1 in ") {
 		t.Errorf("stdout %q", got)
 	}
 	if !strings.Contains(errOut.String(), "line 3: ") {
@@ -38,6 +39,43 @@ this is not an event
 	run(context.Background(), []string{"file", "--nats", env.NATS.URL, "-"}, bytes.NewReader(lines), &out, &errOut)
 	if got := out.String(); !strings.Contains(got, "published 0, duplicate 2, rejected 1") {
 		t.Errorf("second run stdout %q", got)
+	}
+}
+
+// TestFileCommandSizes publishes lines over the limits: each is rejected
+// with its reason and dead-lettered, the lines around it are published,
+// and the summary and the exit say so.
+func TestFileCommandSizes(t *testing.T) {
+	env := pipelinetest.Start(t)
+	event := func(id string, fields, size int) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"id":%q,"createdAt":"2025-11-27T14:59:28Z","type":"auth.failed","data":{"accountName":"a"`, id)
+		for i := 0; i < fields; i++ {
+			fmt.Fprintf(&b, `,"f%02d":"%s"`, i, strings.Repeat("x", size))
+		}
+		return b.String() + "}}\n"
+	}
+	for _, tc := range []struct {
+		name, in, stdout, stderr string
+	}{
+		{"larger than the max payload", event("s1", 1, 5) + event("s2", 20, 60_000) + event("s3", 1, 5),
+			"published 2, duplicate 0, rejected 1, failed 0, dead-lettered 1 in ", "line 2: stalwart event s2~"},
+		{"over max-string", event("s4", 1, 70_000) + event("s5", 1, 5),
+			"published 1, duplicate 0, rejected 1, failed 0, dead-lettered 1 in ", "line 1: stalwart event s4~"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), []string{"file", "--nats", env.NATS.URL, "-"}, strings.NewReader(tc.in), &out, &errOut)
+			if err == nil || err.Error() != "1 lines were not published" {
+				t.Errorf("run error = %v, want one line not published", err)
+			}
+			if !strings.Contains(out.String(), tc.stdout) {
+				t.Errorf("stdout %q, want %q", out.String(), tc.stdout)
+			}
+			if !strings.Contains(errOut.String(), tc.stderr) || !strings.Contains(errOut.String(), "more than the limit of") {
+				t.Errorf("stderr %.300q, want %q and the limit", errOut.String(), tc.stderr)
+			}
+		})
 	}
 }
 

@@ -97,6 +97,12 @@ type Letter struct {
 	Deliveries    uint64 `json:"deliveries,omitempty"`
 	// DecodeError says why the payload is not an event ("" when it is).
 	DecodeError string `json:"decode_error,omitempty"`
+	// Truncated is set when the payload was cut to fit the server's max
+	// payload (Mailtel-Truncated); OriginalSize is its size before. A
+	// truncated payload is never an event, even when its start reads as
+	// one.
+	Truncated    bool  `json:"truncated,omitempty"`
+	OriginalSize int64 `json:"original_size,omitempty"`
 }
 
 // letterOf describes a stored dead letter.
@@ -111,6 +117,11 @@ func letterOf(m *jetstream.RawStreamMsg) Letter {
 		l.Type = pipeline.SubjectEventID(m.Subject)
 	} else {
 		l.EventID, l.Type = strings.Clone(id), strings.Clone(typ)
+	}
+	if m.Header.Get(pipeline.HeaderTruncated) == "true" {
+		l.Truncated = true
+		l.OriginalSize, _ = strconv.ParseInt(m.Header.Get(pipeline.HeaderOriginalSize), 10, 64)
+		l.DecodeError = fmt.Sprintf("the payload was truncated to %d of its %d bytes to fit the server's max payload", len(m.Data), l.OriginalSize)
 	}
 	return l
 }
@@ -196,6 +207,10 @@ func Show(ctx context.Context, js jetstream.JetStream, dlqStream string, seq uin
 		return nil, fmt.Errorf("show dead letter %d of stream %s: %w", seq, dlqStream, err)
 	}
 	d := &Detail{Letter: letterOf(m), Stored: m.Time.UTC(), Header: m.Header}
+	if d.Truncated {
+		d.Payload = m.Data
+		return d, nil
+	}
 	var ev schema.Event
 	if err := schema.Unmarshal(m.Data, &ev); err != nil {
 		d.DecodeError = err.Error()
@@ -272,7 +287,7 @@ const HeaderRedrivenFrom = "Mailtel-Redriven-From"
 // the payload with Nats-Msg-Id RedriveMsgID, waits for
 // JetStream's acknowledgement, then deletes the dead letter from the DLQ
 // stream: a second Redrive does not send it again. Dead letters whose
-// payload is not an event are skipped and kept. Dead letters stored after
+// payload is not an event (or was truncated) are skipped and kept. Dead letters stored after
 // Redrive started are left for the next run, so a sink that still fails
 // is not fed in a loop.
 //

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -34,13 +36,22 @@ const (
 //	POST /v1/ingest/stalwart  {"events":[{id,createdAt,type,data}, ...]}
 //	POST /v1/ingest/dovecot   one event_exporter JSON object
 //
-// It answers 200 only after JetStream acknowledged every accepted event of
-// the request, with {"accepted":N,"duplicates":N,"rejected":[{"index":i,
-// "error":"..."}]}; events of a batch that cannot be parsed are rejected
-// one by one (and dead-lettered) without failing the others. A body that
-// is not what the endpoint takes gets 400 (413 when too large) with
-// {"error":"..."}; failed authentication 401; a failure to store 503, so
-// the sender retries (retries are deduplicated by event id).
+// It answers 200 only after JetStream stored every accepted event of the
+// request and the dead letter of every rejected one, with
+// {"accepted":N,"duplicates":N,"rejected":[{"index":i,"error":"..."}]}.
+// Events of a batch that cannot be parsed, are over the limits, or whose
+// encoding is larger than the NATS server takes (see
+// pipeline.MaxEventSize) are rejected one by one and dead-lettered without
+// failing the others. A body that is not what the endpoint takes gets 400
+// (413 when too large) with {"error":"..."}; failed authentication 401.
+//
+// When an event or a dead letter could not be stored (the NATS connection
+// is down, the request's StoreTimeout passed, the client went away), the
+// answer is 503 with the same counts, of what was stored, and
+// "failed":[{"index":i,"error":"..."}] naming what was not, so the sender
+// retries; a retry stores nothing twice (events are deduplicated by id,
+// dead letters by a hash of the input). A request is not started while
+// the connection is down, and one in progress stops when it goes down.
 type Handler struct {
 	pub     *pipeline.Publisher
 	js      jetstream.JetStream
@@ -51,8 +62,18 @@ type Handler struct {
 	mux     *http.ServeMux
 }
 
+// StoreTimeout bounds the time one request may take to store its events
+// and dead letters, from the time its body was read.
+const StoreTimeout = 60 * time.Second
+
+// ErrNotConnected is the reason of what a request could not store because
+// the NATS connection was not connected.
+var ErrNotConnected = errors.New("not connected to NATS")
+
 // NewHandler returns the ingest handler. Authentication is required when
-// cfg sets a token, a user/password or a signature key.
+// cfg sets a token, a user/password or a signature key. js is the
+// JetStream context of pub, used for dead letters and to watch the
+// connection.
 func NewHandler(pub *pipeline.Publisher, js jetstream.JetStream, cfg config.Publisher, log zerolog.Logger, m *obs.Metrics) *Handler {
 	h := &Handler{pub: pub, js: js, cfg: cfg, log: log, metrics: m, limits: LimitsFrom(cfg), mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST "+PathStalwart, h.stalwart)
@@ -71,7 +92,22 @@ type answer struct {
 	Accepted   int        `json:"accepted"`
 	Duplicates int        `json:"duplicates"`
 	Rejected   []rejected `json:"rejected,omitempty"`
+	Failed     []rejected `json:"failed,omitempty"`
 	Error      string     `json:"error,omitempty"`
+}
+
+// entry is one event of a request: parsed (ev) or rejected (reason), and
+// what became of it.
+type entry struct {
+	raw    []byte        // the event as sent, for its dead letter
+	ev     *schema.Event // nil when rejected
+	reason error         // why it was rejected
+
+	// Set once JetStream answered for the event or its dead letter, under
+	// request.mu.
+	settled bool
+	dup     bool
+	err     error
 }
 
 func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
@@ -95,22 +131,27 @@ func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, errors.New(`body has no "events" array`))
 		return
 	}
-	evs := make([]schema.Event, 0, len(batch.Events))
-	var rej []rejected
+	evs := make([]schema.Event, len(batch.Events))
+	es := make([]entry, len(batch.Events))
 	for i, raw := range batch.Events {
-		var ev schema.Event
-		err := schema.FromStalwart(raw, &ev)
+		es[i].raw = raw
+		err := schema.FromStalwart(raw, &evs[i])
 		if err == nil {
-			err = h.limits.Check(&ev)
+			err = h.limits.Check(&evs[i])
 		}
 		if err != nil {
-			rej = append(rej, rejected{Index: i, Error: err.Error()})
-			h.reject(r.Context(), raw, fmt.Errorf("stalwart event %d: %w", i, err))
+			es[i].reason = err
 			continue
 		}
-		evs = append(evs, ev)
+		es[i].ev = &evs[i]
 	}
-	h.publish(w, r, evs, rej)
+	a, ok := h.store(r, es, func(i int) string { return fmt.Sprintf("stalwart event %d", i) })
+	if !ok {
+		h.log.Error().Str("error", a.Error).Int("status", http.StatusServiceUnavailable).Msg("ingest failed")
+		writeJSON(w, http.StatusServiceUnavailable, a)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
@@ -119,40 +160,155 @@ func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev schema.Event
+	es := []entry{{raw: body}}
 	err := schema.FromDovecot(body, &ev)
 	if err == nil {
 		err = h.limits.Check(&ev)
 	}
 	if err != nil {
-		h.reject(r.Context(), body, fmt.Errorf("dovecot event: %w", err))
-		h.fail(w, http.StatusBadRequest, fmt.Errorf("parse dovecot event: %w", err))
-		return
+		es[0].reason = err
+	} else {
+		es[0].ev = &ev
 	}
-	h.publish(w, r, []schema.Event{ev}, nil)
+	a, ok := h.store(r, es, func(int) string { return "dovecot event" })
+	switch {
+	case !ok:
+		h.log.Error().Str("error", a.Error).Int("status", http.StatusServiceUnavailable).Msg("ingest failed")
+		writeJSON(w, http.StatusServiceUnavailable, a)
+	case len(a.Rejected) > 0:
+		// Rejected and dead-lettered: the sender should not retry.
+		writeJSON(w, http.StatusBadRequest, answer{Error: "dovecot event: " + a.Rejected[0].Error})
+	default:
+		writeJSON(w, http.StatusOK, a)
+	}
 }
 
-func (h *Handler) publish(w http.ResponseWriter, r *http.Request, evs []schema.Event, rej []rejected) {
-	h.metrics.Received.WithLabelValues("ingest").Add(float64(len(evs) + len(rej)))
-	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+// request is the state of one request's store.
+type request struct {
+	mu sync.Mutex
+	es []entry
+	wg sync.WaitGroup // events and dead letters in flight
+}
+
+// store publishes the parsed events of es and dead-letters the rejected
+// ones (label(i) names event i in reasons), all under one
+// deadline: StoreTimeout, the request's context, and the NATS connection
+// (it stops at once when the connection is not connected). It returns the
+// answer and whether everything was stored; the answer's counts are what
+// JetStream acknowledged.
+func (h *Handler) store(r *http.Request, es []entry, label func(i int) string) (answer, bool) {
+	h.metrics.Received.WithLabelValues("ingest").Add(float64(len(es)))
+	ctx, cancel := context.WithTimeoutCause(r.Context(), StoreTimeout,
+		fmt.Errorf("not stored within %v", StoreTimeout))
 	defer cancel()
-	acks, err := h.pub.PublishAll(ctx, evs)
-	if err != nil {
-		h.fail(w, http.StatusServiceUnavailable, err)
-		return
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	nc := h.js.Conn()
+	changed := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	defer nc.RemoveStatusListener(changed) // closes changed
+	go func() {
+		if s, ok := <-changed; ok {
+			lost(fmt.Errorf("%w: connection %s", ErrNotConnected, s))
+		}
+	}()
+	if s := nc.Status(); s != nats.CONNECTED {
+		lost(fmt.Errorf("%w: connection %s", ErrNotConnected, s))
 	}
+
+	rq := &request{es: es}
+	for i := range es {
+		if ctx.Err() != nil {
+			break // what is left is failed with the cause
+		}
+		if es[i].ev == nil {
+			continue
+		}
+		rq.wg.Add(1)
+		err := h.pub.Publish(ctx, es[i].ev, func(a pipeline.Ack) {
+			rq.mu.Lock()
+			es[i].settled, es[i].dup, es[i].err = true, a.Duplicate, a.Err
+			rq.mu.Unlock()
+			rq.wg.Done()
+		})
+		if err == nil {
+			continue
+		}
+		rq.wg.Done()
+		rq.mu.Lock()
+		if tooLarge := (*pipeline.TooLargeError)(nil); errors.As(err, &tooLarge) {
+			es[i].ev, es[i].reason = nil, tooLarge
+		} else if ctx.Err() == nil {
+			es[i].settled, es[i].err = true, err
+		} // else unsettled: failed with the cause
+		rq.mu.Unlock()
+	}
+	ls := newLetters(h.js, 0)
+	for i := range es {
+		if es[i].reason == nil {
+			continue
+		}
+		reason := fmt.Errorf("%s: %w", label(i), es[i].reason)
+		h.metrics.Published.WithLabelValues("rejected").Inc()
+		h.log.Warn().Err(reason).Msg("rejected event")
+		if ctx.Err() != nil {
+			continue // not connected or out of time: failed with the cause
+		}
+		rq.wg.Add(1)
+		ls.send(ctx, es[i].raw, reason, func(err error) {
+			if err == nil {
+				h.metrics.DeadLettered.WithLabelValues("ingest").Inc()
+			} else {
+				h.log.Error().Err(err).Msg("dead-letter rejected event")
+			}
+			rq.mu.Lock()
+			es[i].settled, es[i].err = true, err
+			rq.mu.Unlock()
+			rq.wg.Done()
+		})
+	}
+	waited := make(chan struct{})
+	go func() { rq.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+	}
+	return rq.answer(context.Cause(ctx))
+}
+
+// answer describes what was stored; cause is why the wait ended early, if
+// it did.
+func (rq *request) answer(cause error) (answer, bool) {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
 	var a answer
-	a.Rejected = rej
-	for _, ack := range acks {
-		if ack.Err != nil {
-			h.fail(w, http.StatusServiceUnavailable, ack.Err)
-			return
+	for i, e := range rq.es {
+		if e.reason != nil {
+			a.Rejected = append(a.Rejected, rejected{Index: i, Error: e.reason.Error()})
 		}
-		if ack.Duplicate {
-			a.Duplicates++
+		err := e.err
+		if !e.settled {
+			err = cause
+			if err == nil {
+				err = errors.New("not stored") // cannot happen: the wait ended early
+			}
 		}
-		a.Accepted++
+		switch {
+		case err != nil && e.reason != nil:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: "rejected, and its dead letter was not stored: " + err.Error()})
+		case err != nil:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: err.Error()})
+		case e.reason == nil:
+			a.Accepted++
+			if e.dup {
+				a.Duplicates++
+			}
+		}
 	}
-	writeJSON(w, http.StatusOK, a)
+	if len(a.Failed) > 0 {
+		a.Error = fmt.Sprintf("%d of %d events not stored; first: event %d: %s", len(a.Failed), len(rq.es), a.Failed[0].Index, a.Failed[0].Error)
+		return a, false
+	}
+	return a, true
 }
 
 // readBody authenticates the request and reads the body within the limit.
@@ -204,18 +360,6 @@ func (h *Handler) authenticate(r *http.Request, body []byte) error {
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-
-func (h *Handler) reject(ctx context.Context, data []byte, reason error) {
-	h.metrics.Published.WithLabelValues("rejected").Inc()
-	h.log.Warn().Err(reason).Msg("rejected event")
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := deadLetter(dctx, h.js, data, reason); err != nil {
-		h.log.Error().Err(err).Msg("dead-letter rejected event")
-	} else {
-		h.metrics.DeadLettered.WithLabelValues("ingest").Inc()
-	}
-}
 
 func (h *Handler) fail(w http.ResponseWriter, status int, err error) {
 	if status >= 500 {

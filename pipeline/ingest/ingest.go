@@ -2,9 +2,13 @@
 // stream: JSON lines from a file or stdin, Stalwart's telemetry webhook
 // and Dovecot's event exporter over HTTP.
 //
-// Events that cannot be parsed are never silently dropped: they are
-// reported to the caller (a line number, a 4xx answer) and stored in the
-// DLQ stream on dlq.ingest.unknown with the reason.
+// Events that cannot be parsed, are over the limits or encode larger than
+// the NATS server takes are never silently dropped: they are reported to
+// the caller (a line number, an entry of "rejected" or a 4xx answer) and
+// stored in the DLQ stream on dlq.ingest.unknown with the reason (cut to
+// fit the server's max payload, and saying so, when they are too large).
+// A caller is told that its input is stored only once both its events and
+// its dead letters are.
 package ingest
 
 import (
@@ -18,6 +22,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -93,8 +98,11 @@ func DecodeLimits(data []byte, ev *schema.Event, l Limits) (Format, error) {
 type Counts struct {
 	Published int64 // stored in EVENTS
 	Duplicate int64 // already stored (a retry of an event seen before)
-	Rejected  int64 // could not be parsed; dead-lettered
+	Rejected  int64 // bad input: could not be parsed, over a limit or too large to publish
 	Failed    int64 // could not be stored after retries
+	// DeadLettered counts the rejected input stored in the DLQ; the other
+	// Rejected - DeadLettered exist only in the rejection reports.
+	DeadLettered int64
 }
 
 // Rejection is a line that could not be ingested.
@@ -106,11 +114,18 @@ type Rejection struct {
 // MaxLine is the longest line File accepts; longer lines are rejected.
 const MaxLine = 4 << 20
 
+// LetterTimeout bounds how long File waits for JetStream to store the dead
+// letter of one rejected line.
+const LetterTimeout = 10 * time.Second
+
 // File publishes every JSON line of r, one event per line in either
-// format (detected per line), and returns when JSON Stream acknowledged
-// every event. Empty lines are skipped. Bad lines are passed to reject,
-// dead-lettered, and do not stop the rest. The returned error is about the
-// run itself (reading r, ctx ending); per-event failures are in Counts.
+// format (detected per line), and returns when JetStream acknowledged
+// every event and every dead letter. Empty lines are skipped. Bad lines
+// (that do not parse, are over the limits, or whose encoding is larger
+// than the server takes) are passed to reject and dead-lettered, without
+// stopping the rest; a dead letter that could not be stored is passed to
+// reject too. The returned error is about the run itself (reading r, ctx
+// ending); per-event outcomes are in Counts.
 func File(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstream.JetStream, reject func(Rejection)) (Counts, error) {
 	return FileLimits(ctx, r, pub, js, DefaultLimits, reject)
 }
@@ -119,6 +134,7 @@ func File(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstrea
 func FileLimits(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js jetstream.JetStream, limits Limits, reject func(Rejection)) (Counts, error) {
 	var c counters
 	var wg sync.WaitGroup
+	letters := newLetters(js, LetterTimeout)
 	br := bufio.NewReaderSize(r, 64<<10)
 	var readErr error
 	var mu sync.Mutex // guards reject
@@ -134,31 +150,41 @@ func FileLimits(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js je
 		if len(bytes.TrimSpace(line)) > 0 || errors.Is(err, errLineTooLong) {
 			var perr error
 			ev := new(schema.Event)
+			var f Format
 			if errors.Is(err, errLineTooLong) {
 				perr = fmt.Errorf("line longer than %d bytes", MaxLine)
 			} else {
-				_, perr = DecodeLimits(line, ev, limits)
+				f, perr = DecodeLimits(line, ev, limits)
 			}
-			if perr != nil {
-				c.rejected.Add(1)
-				report(Rejection{Line: n, Err: perr})
-				if derr := deadLetter(ctx, js, line, perr); derr != nil {
-					report(Rejection{Line: n, Err: derr})
-				}
-			} else {
+			if perr == nil {
 				wg.Add(1)
 				line := n
-				if perr := pub.Publish(ctx, ev, func(a pipeline.Ack) {
+				if err := pub.Publish(ctx, ev, func(a pipeline.Ack) {
 					defer wg.Done()
 					c.add(a)
 					if a.Err != nil {
 						report(Rejection{Line: line, Err: a.Err})
 					}
-				}); perr != nil {
+				}); err != nil {
 					wg.Done()
-					c.failed.Add(1)
-					report(Rejection{Line: n, Err: perr})
+					if tooLarge := (*pipeline.TooLargeError)(nil); errors.As(err, &tooLarge) {
+						perr = fmt.Errorf("%s event %s: %w", f, ev.ID, tooLarge)
+					} else {
+						c.failed.Add(1)
+						report(Rejection{Line: n, Err: err})
+					}
 				}
+			}
+			if perr != nil {
+				c.rejected.Add(1)
+				report(Rejection{Line: n, Err: perr})
+				letters.send(ctx, line, perr, func(err error) {
+					if err != nil {
+						report(Rejection{Line: n, Err: err})
+						return
+					}
+					c.deadLettered.Add(1)
+				})
 			}
 		}
 		if err != nil && !errors.Is(err, errLineTooLong) {
@@ -173,6 +199,7 @@ func FileLimits(ctx context.Context, r io.Reader, pub *pipeline.Publisher, js je
 		}
 	}
 	wg.Wait()
+	letters.wait()
 	return c.counts(), readErr
 }
 
@@ -204,7 +231,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-type counters struct{ published, duplicate, rejected, failed atomic.Int64 }
+type counters struct{ published, duplicate, rejected, failed, deadLettered atomic.Int64 }
 
 func (c *counters) add(a pipeline.Ack) {
 	switch {
@@ -218,17 +245,70 @@ func (c *counters) add(a pipeline.Ack) {
 }
 
 func (c *counters) counts() Counts {
-	return Counts{Published: c.published.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load()}
+	return Counts{Published: c.published.Load(), Duplicate: c.duplicate.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load(),
+		DeadLettered: c.deadLettered.Load()}
 }
 
-// deadLetter stores input that could not be parsed in the DLQ on
-// dlq.ingest.unknown. The message id is a hash of the input, so a sender
-// retrying the same bad input stores it once.
+// deadLetter stores input that could not be ingested in the DLQ on
+// dlq.ingest.unknown, cut to fit the server's max payload if need be (see
+// pipeline.LetterMsg). The message id is a hash of the whole input, so a
+// sender retrying the same bad input stores it once.
 func deadLetter(ctx context.Context, js jetstream.JetStream, data []byte, reason error) error {
 	if js == nil {
-		return nil
+		return errors.New("dead-letter rejected input: no JetStream context")
 	}
 	sum := sha256.Sum256(data)
-	return pipeline.PublishLetter(ctx, js, pipeline.Letter{Stage: "ingest", Data: bytes.Clone(data), Reason: reason,
+	return pipeline.PublishLetter(ctx, js, pipeline.Letter{Stage: "ingest", Data: data, Reason: reason,
 		MsgID: "dlq.ingest." + hex.EncodeToString(sum[:16])})
 }
+
+// maxLetters bounds the dead letters one request or one File run has in
+// flight at once.
+const maxLetters = 16
+
+// letters dead-letters rejected input concurrently, at most maxLetters at
+// a time, each within timeout (0: within its context only).
+type letters struct {
+	js      jetstream.JetStream
+	timeout time.Duration
+	sem     chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newLetters(js jetstream.JetStream, timeout time.Duration) *letters {
+	return &letters{js: js, timeout: timeout, sem: make(chan struct{}, maxLetters)}
+}
+
+// send dead-letters data with the reason, and calls done with the outcome
+// (nil once JetStream stored it) from another goroutine, or from send
+// itself when ctx ends while it waits for a slot. data must not change
+// until done is called.
+func (ls *letters) send(ctx context.Context, data []byte, reason error, done func(error)) {
+	select {
+	case ls.sem <- struct{}{}:
+	case <-ctx.Done():
+		done(fmt.Errorf("dead-letter rejected input: %w", context.Cause(ctx)))
+		return
+	}
+	ls.wg.Add(1)
+	go func() {
+		defer ls.wg.Done()
+		defer func() { <-ls.sem }()
+		lctx := ctx
+		if ls.timeout > 0 {
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithTimeout(ctx, ls.timeout)
+			defer cancel()
+		}
+		err := deadLetter(lctx, ls.js, data, reason)
+		if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) {
+			// Say why the context ended (the connection was lost), not
+			// only that it did.
+			err = fmt.Errorf("%w (%w)", err, cause)
+		}
+		done(err)
+	}()
+}
+
+// wait waits until every letter sent is settled.
+func (ls *letters) wait() { ls.wg.Wait() }

@@ -96,7 +96,7 @@ func TestFileMixedFormatsAndBadLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts != (ingest.Counts{Published: 4, Rejected: 2}) {
+	if counts != (ingest.Counts{Published: 4, Rejected: 2, DeadLettered: 2}) {
 		t.Errorf("counts = %+v", counts)
 	}
 	if len(rejected) != 2 || !strings.HasPrefix(rejected[0], "4: ") || !strings.HasPrefix(rejected[1], "6: ") {
