@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -26,8 +27,15 @@ type Embedded struct {
 
 // StartEmbedded starts a JetStream-enabled nats-server listening on
 // cfg.Listen ("host:port"; port 0 picks a free port) and storing under
-// cfg.StoreDir. It returns once the server accepts connections.
+// cfg.StoreDir. It takes cfg's authentication: a token, or a user and
+// password, and TLS with cfg.TLS.Cert and Key (requiring client
+// certificates signed by cfg.TLS.CA with cfg.TLS.Verify). It refuses what
+// cfg.ValidateEmbedded refuses, such as a listen address beyond loopback
+// without authentication. It returns once the server accepts connections.
 func StartEmbedded(cfg config.NATS) (*Embedded, error) {
+	if err := cfg.ValidateEmbedded(); err != nil {
+		return nil, fmt.Errorf("start embedded nats: %w", err)
+	}
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats: nats.listen %q: %w", cfg.Listen, err)
@@ -40,13 +48,34 @@ func StartEmbedded(cfg config.NATS) (*Embedded, error) {
 		port = server.RANDOM_PORT
 	}
 	opts := &server.Options{
-		ServerName: cfg.Name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
+		ServerName:    cfg.Name,
+		Host:          host,
+		Port:          port,
+		JetStream:     true,
+		StoreDir:      cfg.StoreDir,
+		NoSigs:        true,
+		NoLog:         true,
+		Authorization: cfg.Token,
+		Username:      cfg.User,
+		Password:      cfg.Password,
+	}
+	if cfg.TLS.Cert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: cfg.TLS.Cert,
+			KeyFile:  cfg.TLS.Key,
+			CaFile:   cfg.TLS.CA,
+			Verify:   cfg.TLS.Verify,
+		})
+		if err == nil && tc == nil {
+			err = fmt.Errorf("read nats.tls.ca %s: empty", cfg.TLS.CA)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start embedded nats: nats.tls: %w", err)
+		}
+		opts.TLSConfig = tc
+		opts.TLS = true
+		opts.TLSVerify = cfg.TLS.Verify
+		opts.TLSCert, opts.TLSKey, opts.TLSCaCert = cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -60,8 +89,15 @@ func StartEmbedded(cfg config.NATS) (*Embedded, error) {
 	return &Embedded{srv: srv}, nil
 }
 
-// URL returns the client URL of the server.
-func (e *Embedded) URL() string { return e.srv.ClientURL() }
+// URL returns the client URL of the server (tls:// when it requires TLS),
+// with a loopback address in place of an unspecified listen host
+// (0.0.0.0, ::) so that a process on this machine can dial it and verify
+// its certificate. It carries no credentials.
+func (e *Embedded) URL() string {
+	u := e.srv.ClientURL()
+	scheme, hostport, _ := strings.Cut(u, "://")
+	return scheme + "://" + dialable(hostport)
+}
 
 // Server returns the underlying server.
 func (e *Embedded) Server() *server.Server { return e.srv }
@@ -76,12 +112,34 @@ func (e *Embedded) Close() {
 }
 
 // ServerURL is the URL processes connect to: cfg.URL, or the embedded
-// server's address on cfg.Listen when cfg.URL is empty.
+// server's address on cfg.Listen when cfg.URL is empty (tls:// when the
+// server has a certificate; an unspecified host, 0.0.0.0 or ::, is dialed
+// on loopback). It may carry a password: print it with config.RedactURL.
 func ServerURL(cfg config.NATS) string {
 	if cfg.URL != "" {
 		return cfg.URL
 	}
-	return "nats://" + cfg.Listen
+	scheme := "nats://"
+	if cfg.TLS.Cert != "" {
+		scheme = "tls://"
+	}
+	return scheme + dialable(cfg.Listen)
+}
+
+// dialable turns a listen address on every interface into its loopback
+// address, which a process on this machine can dial.
+func dialable(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // Connect connects to NATS as described by cfg (server list, credentials,
@@ -112,6 +170,10 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		opts = append(opts, nats.Secure(tc))
 	}
 	url := ServerURL(cfg)
+	shown := config.RedactURL(url) // url may hold a password
+	if err := checkServerURLs(url); err != nil {
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", shown, err)
+	}
 	var nc *nats.Conn
 	var err error
 	// A process may start before the router's embedded server is up: retry
@@ -123,12 +185,12 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
+			return nil, nil, fmt.Errorf("connect to nats %s: %w", shown, err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect to nats %s: %w", shown, err)
 	}
 	// A lost acknowledgement fails its future after PublishAckTimeout, so
 	// that it is retried and does not hold a pending slot for ever.
@@ -142,6 +204,31 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		return nil, nil, fmt.Errorf("jetstream context: %w", err)
 	}
 	return nc, js, nil
+}
+
+// checkServerURLs parses each URL of a server list as nats.Connect will,
+// so that a bad one is reported without the URL: url.Parse's error quotes
+// it whole, password included.
+func checkServerURLs(list string) error {
+	for i, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		if _, err := neturl.Parse(s); err != nil {
+			var ue *neturl.Error
+			var ee neturl.EscapeError
+			if errors.As(err, &ee) || !errors.As(err, &ue) {
+				// An escape error quotes what may be part of a password.
+				return fmt.Errorf("server %d of the list is not a valid URL", i+1)
+			}
+			return fmt.Errorf("server %d of the list is not a valid URL: %v", i+1, ue.Err)
+		}
+	}
+	return nil
 }
 
 func tlsConfig(t config.TLS) (*tls.Config, error) {

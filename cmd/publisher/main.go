@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/ingest"
 	"github.com/mailtel/mailtel/pipeline/synth"
 )
@@ -174,10 +175,7 @@ func requireAuthBeyondLoopback(addr string, hasAuth bool) error {
 	if err != nil {
 		return fmt.Errorf("publisher.listen %q: %w", addr, err)
 	}
-	if hasAuth || host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if hasAuth || config.IsLoopbackHost(host) {
 		return nil
 	}
 	return fmt.Errorf("ingest on %s is reachable from other hosts: set [publisher] token, user/password or signature-key", addr)

@@ -38,15 +38,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg *config.Config
 	var err error
 	if f.Config == "" {
-		cfg, err = config.Parse(demoConfig)
+		cfg, err = config.ParseWith(demoConfig, f.Apply)
 	} else {
 		cfg, err = f.Load()
 	}
 	if err != nil {
 		return err
-	}
-	if f.NATS != "" {
-		cfg.NATS.URL = f.NATS
 	}
 	p, err := app.Start(ctx, cfg, app.Options{Name: "up", Embedded: true, HTTP: cfg.Router.HTTP, MaxPending: 8192})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -37,19 +38,21 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.LogLevel, "log-level", "", "process log `level` (overrides [logging] level)")
 }
 
-// Load reads and validates the configuration and applies the flags.
+// Load reads the configuration, applies the flags and validates the
+// result (so that --nats decides whether the [nats] settings are those of
+// the embedded server or of a client).
 func (f *Flags) Load() (*config.Config, error) {
-	c, err := config.Load(f.Config)
-	if err != nil {
-		return nil, err
-	}
+	return config.LoadWith(f.Config, f.Apply)
+}
+
+// Apply sets what the flags override in c.
+func (f *Flags) Apply(c *config.Config) {
 	if f.NATS != "" {
 		c.NATS.URL = f.NATS
 	}
 	if f.LogLevel != "" {
 		c.Logging.Level = f.LogLevel
 	}
-	return c, nil
 }
 
 // Options say what a process needs at start.
@@ -63,6 +66,9 @@ type Options struct {
 	HTTP string
 	// MaxPending is the async publish window of the JetStream context.
 	MaxPending int
+	// LogOutput, when set, receives the process log (as JSON lines)
+	// instead of stderr.
+	LogOutput io.Writer
 }
 
 // Process is a started mailtel process.
@@ -82,6 +88,9 @@ type Process struct {
 func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	p := &Process{Config: c, Log: obs.NewLogger(c.Logging.Level, c.Logging.Format, o.Name),
 		Metrics: obs.NewMetrics(), Health: obs.NewHealth("nats")}
+	if o.LogOutput != nil {
+		p.Log = p.Log.Output(o.LogOutput)
+	}
 	var err error
 	if p.HTTPAddr, err = obs.Serve(ctx, o.HTTP, p.Metrics, p.Health, p.Log); err != nil {
 		return nil, err
@@ -111,14 +120,14 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	})
 	p.Conn.SetReconnectHandler(func(nc *nats.Conn) {
 		p.Health.Set("nats", nil)
-		p.Log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+		p.Log.Info().Str("url", config.RedactURL(nc.ConnectedUrl())).Msg("reconnected to NATS")
 	})
 	if err := pipeline.EnsureStreams(cctx, p.JS, c); err != nil {
 		p.Close()
 		return nil, err
 	}
 	p.Health.Set("nats", nil)
-	p.Log.Debug().Str("url", p.Conn.ConnectedUrl()).Msg("connected")
+	p.Log.Debug().Str("url", config.RedactURL(p.Conn.ConnectedUrl())).Msg("connected")
 	return p, nil
 }
 

@@ -14,9 +14,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,7 +123,19 @@ type Prometheus struct {
 	StalwartNames bool      `toml:"stalwart-names"`
 }
 
-// NATS is `[nats]`: where the pipeline's NATS server is.
+// NATS is `[nats]`: where the pipeline's NATS server is, and how to
+// authenticate to it.
+//
+// With URL empty the router starts an embedded server on Listen that takes
+// the same settings: Token, or User and Password; TLS with Cert and Key as
+// its certificate, and with TLS.Verify, client certificates signed by
+// TLS.CA. Every process connects with them (a process connecting to the
+// embedded server presents Cert and Key when the server asks for a client
+// certificate, and verifies the server's certificate with CA). A Listen
+// beyond loopback needs authentication. With URL set, they are the
+// client's: Credentials (a .creds file for a server with JWT auth), User
+// and Password, Token, TLS.CA to verify the servers, TLS.Cert and TLS.Key
+// as the client certificate.
 type NATS struct {
 	// URL is a comma-separated server list; empty means the router starts an
 	// embedded server on Listen and the other processes connect to it.
@@ -136,11 +150,58 @@ type NATS struct {
 	Name        string `toml:"name"`
 }
 
-// TLS holds client TLS files.
+// TLS is `[nats.tls]`: the embedded server's certificate or the client's
+// (see NATS).
 type TLS struct {
 	CA   string `toml:"ca"`
 	Cert string `toml:"cert"`
 	Key  string `toml:"key"`
+	// Verify makes the embedded server require a client certificate signed
+	// by CA.
+	Verify bool `toml:"verify"`
+}
+
+// Embedded reports whether the processes use the embedded server (no URL).
+func (n NATS) Embedded() bool { return n.URL == "" }
+
+// ValidateEmbedded checks what the embedded server needs of n: a
+// host:port Listen, authentication when Listen is beyond loopback, one
+// kind of authentication it can check, TLS settings that go together.
+// Validate runs it when URL is empty; StartEmbedded runs it always.
+func (n NATS) ValidateEmbedded() error {
+	var errs []error
+	n.checkEmbedded(func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	})
+	return errors.Join(errs...)
+}
+
+func (n NATS) checkEmbedded(add func(string, string, ...any)) {
+	if n.Credentials != "" {
+		add("nats.credentials", "a .creds file authenticates to an external NATS server with JWT auth (set nats.url); the embedded server takes nats.token or nats.user/password")
+	}
+	if n.Token != "" && n.User != "" {
+		add("nats.token", "the embedded server takes a token or a user/password, not both")
+	}
+	if n.TLS.Cert == "" && (n.TLS.CA != "" || n.TLS.Verify) {
+		add("nats.tls.cert", "required with nats.tls.ca or verify: the embedded server speaks TLS only with its certificate (cert and key)")
+	}
+	if n.TLS.Verify && n.TLS.CA == "" {
+		add("nats.tls.verify", "needs nats.tls.ca, the CA that signs the client certificates")
+	}
+	host, port, err := net.SplitHostPort(n.Listen)
+	if err != nil {
+		add("nats.listen", "want host:port, not %q", n.Listen)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		add("nats.listen", "bad port in %q", n.Listen)
+		return
+	}
+	auth := n.Token != "" || (n.User != "" && n.Password != "") || (n.TLS.Verify && n.TLS.CA != "" && n.TLS.Cert != "")
+	if !auth && !IsLoopbackHost(host) {
+		add("nats.listen", "%s is reachable from other hosts, and the embedded server would let anyone read and delete every stream: set nats.token or nats.user/password (or nats.tls with verify), or listen on 127.0.0.1", n.Listen)
+	}
 }
 
 // RoutedStream returns the name of the stream that holds the routed copies
@@ -259,15 +320,28 @@ func Default() *Config {
 
 // Load reads, parses and validates the file at path. An empty path returns
 // Default(). The error lists every problem found.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, nil) }
+
+// LoadWith is Load with adjust (command-line overrides, say) applied after
+// the defaults and before validation, so that the configuration a process
+// runs with is the one validated. adjust may be nil.
+func LoadWith(path string, adjust func(*Config)) (*Config, error) {
 	if path == "" {
-		return Default(), nil
+		c := Default()
+		if adjust == nil {
+			return c, nil
+		}
+		adjust(c)
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := ParseWith(data, adjust)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -276,7 +350,10 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse parses and validates a configuration document.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
+
+// ParseWith is Parse with adjust applied before validation (see LoadWith).
+func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	c := &Config{}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
@@ -290,6 +367,9 @@ func Parse(data []byte) (*Config, error) {
 	}
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
+	if adjust != nil {
+		adjust(c)
+	}
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -581,6 +661,11 @@ func (c *Config) Validate() error {
 	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
 		add("nats.tls", "cert and key go together")
 	}
+	checkUserPassword("nats", c.NATS.User, c.NATS.Password, add)
+	if c.NATS.Embedded() {
+		c.NATS.checkEmbedded(add)
+	}
+	checkUserPassword("publisher", c.Publisher.User, c.Publisher.Password, add)
 	return errors.Join(errs...)
 }
 
@@ -615,6 +700,17 @@ func (c *Config) checkRetry(path string, r Retry, add func(string, string, ...an
 	if r.DiscardAfter > c.Streams.MaxAge {
 		add(path+".discard-after", "%s is longer than streams.max-age (%s): events waiting for a failing sink would be removed by retention before they are dead-lettered",
 			r.DiscardAfter.D(), c.Streams.MaxAge.D())
+	}
+}
+
+// checkUserPassword refuses a user without a password (anyone who knows
+// the name would get in) and a password without a user (ignored).
+func checkUserPassword(section, user, password string, add func(string, string, ...any)) {
+	if user != "" && password == "" {
+		add(section+".password", "required with %s.user: a user without a password lets in anyone who knows the name", section)
+	}
+	if user == "" && password != "" {
+		add(section+".user", "required with %s.password", section)
 	}
 }
 

@@ -1,0 +1,184 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+)
+
+// logBuffer collects a process log; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// parse is config.Parse of doc with the store under t.TempDir(), or fails
+// the test.
+func parse(t *testing.T, doc string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NATS.StoreDir = t.TempDir()
+	return c
+}
+
+func start(t *testing.T, c *config.Config, o app.Options) *app.Process {
+	t.Helper()
+	if o.LogOutput == nil {
+		o.LogOutput = io.Discard
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := app.Start(ctx, c, o)
+	if err != nil {
+		t.Fatalf("start %s: %v", o.Name, err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// The router starts the embedded server with [nats] token; it and the
+// other processes connect with it; a client without it gets nothing.
+func TestEmbeddedServerWithAuthEndToEnd(t *testing.T) {
+	certs := pipelinetest.WriteCerts(t)
+	for _, tc := range []struct {
+		name string
+		nats string
+		opt  nats.Option // what a raw client needs on top of the CA
+	}{
+		{"token", "token = \"s3cret-token\"\n", nats.Token("s3cret-token")},
+		{"user and password", "user = \"mailtel\"\npassword = \"s3cret-pw\"\n", nats.UserInfo("mailtel", "s3cret-pw")},
+		{"client certificates", "[nats.tls]\ncert = \"" + certs.Cert + "\"\nkey = \"" + certs.Key + "\"\nca = \"" + certs.CA + "\"\nverify = true\n",
+			nats.ClientCert(certs.ClientCert, certs.ClientKey)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := parse(t, "[nats]\nlisten = \"127.0.0.1:0\"\n"+tc.nats)
+			router := start(t, c, app.Options{Name: "router", Embedded: true})
+			url := router.Embedded.URL()
+
+			// Another process of the same file finds the server on listen.
+			c2 := parse(t, "[nats]\nlisten = \""+strings.SplitN(url, "://", 2)[1]+"\"\n"+tc.nats)
+			sinks := start(t, c2, app.Options{Name: "sinks"})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := sinks.JS.Stream(ctx, c.Streams.Events); err != nil {
+				t.Errorf("the second process reads stream %s: %v", c.Streams.Events, err)
+			}
+
+			tlsOpts := []nats.Option{nats.MaxReconnects(0)}
+			if strings.HasPrefix(url, "tls://") {
+				tlsOpts = append(tlsOpts, nats.RootCAs(certs.CA))
+			}
+			nc, err := nats.Connect(url, tlsOpts...)
+			if err == nil {
+				err = nc.Flush()
+				nc.Close()
+			}
+			if err == nil {
+				t.Fatal("a client without credentials got in")
+			}
+			if tc.name != "client certificates" && !errors.Is(err, nats.ErrAuthorization) {
+				t.Errorf("a client without credentials: %v, want an authorization error", err)
+			}
+
+			nc, err = nats.Connect(url, append(tlsOpts, tc.opt)...)
+			if err != nil {
+				t.Fatalf("a client with credentials: %v", err)
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Stream(ctx, c.Streams.Events); err != nil {
+				t.Errorf("stream %s: %v", c.Streams.Events, err)
+			}
+		})
+	}
+}
+
+func TestStartRefusesAnOpenEmbeddedServer(t *testing.T) {
+	c := config.Default()
+	c.NATS.Listen = "192.0.2.1:0" // TEST-NET-1: never bound, even if the check failed
+	c.NATS.StoreDir = t.TempDir()
+	p, err := app.Start(context.Background(), c, app.Options{Name: "router", Embedded: true})
+	if err == nil {
+		p.Close()
+		t.Fatal("started an embedded server beyond loopback without authentication")
+	}
+	if !strings.Contains(err.Error(), "nats.listen") {
+		t.Errorf("error %q does not name nats.listen", err)
+	}
+}
+
+// The log lines that carry the server URL never carry its password: the
+// connection, and a reconnection after the server closed the connection.
+func TestLogsHideTheNATSPassword(t *testing.T) {
+	srv, err := pipeline.StartEmbedded(config.NATS{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), User: "mailtel", Password: "s3cret-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	hostport := strings.TrimPrefix(srv.URL(), "nats://")
+
+	c := parse(t, "[logging]\nlevel = \"debug\"\n[nats]\nurl = \"nats://mailtel:s3cret-pw@"+hostport+"\"\n")
+	var log logBuffer
+	p := start(t, c, app.Options{Name: "sinks", LogOutput: &log})
+	id, err := p.Conn.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Server().DisconnectClientByID(id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), "reconnected to NATS") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnection logged:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := log.String()
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("the log shows the password:\n%s", out)
+	}
+	want := "nats://mailtel:xxxxx@" + hostport
+	for _, msg := range []string{"\"connected\"", "reconnected to NATS"} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, msg) && strings.Contains(line, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s line with url %s:\n%s", msg, want, out)
+		}
+	}
+}
