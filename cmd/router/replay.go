@@ -17,6 +17,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 )
@@ -226,6 +227,6 @@ func replayOptions(cfg *config.Config, batch int, stderr io.Writer, label string
 	o.Malformed = func(m replay.Message, err error) {
 		fmt.Fprintf(stderr, "skipping message %d on %s: %v\n", m.Seq, m.Subject, err)
 	}
-	o.Progress = replay.NewPrinter(stderr, replay.IsTerminal(stderr), label).Update
+	o.Progress = replay.NewPrinter(stderr, obs.IsTerminal(stderr), label).Update
 	return o
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 )
@@ -200,7 +201,7 @@ func replayOptions(cfg *config.Config, batch int, spec config.SinkSpec, stderr i
 	o.Malformed = func(m replay.Message, err error) {
 		fmt.Fprintf(stderr, "skipping message %d on %s: %v\n", m.Seq, m.Subject, err)
 	}
-	p := replay.NewPrinter(stderr, replay.IsTerminal(stderr), label)
+	p := replay.NewPrinter(stderr, obs.IsTerminal(stderr), label)
 	o.Progress = p.Update
 	return o
 }

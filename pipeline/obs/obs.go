@@ -185,12 +185,24 @@ func Serve(ctx context.Context, addr string, m *Metrics, h *Health, log zerolog.
 	return ln.Addr().String(), nil
 }
 
+// IsTerminal reports whether w is a terminal (a character device).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 // NewLogger returns the process logger: JSON lines or a human console
 // format on stderr, at the given level.
 func NewLogger(level, format, process string) zerolog.Logger {
 	var w io.Writer = os.Stderr
 	if format != "json" {
-		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}
+		// Colours only for a person at a terminal: a file, a pipe or a
+		// journal gets plain text.
+		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly, NoColor: !IsTerminal(os.Stderr)}
 	}
 	lv, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {

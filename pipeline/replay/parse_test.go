@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/replay"
 )
 
@@ -195,7 +196,7 @@ func TestProgress(t *testing.T) {
 		t.Errorf("terminal progress %q", out)
 	}
 
-	if replay.IsTerminal(&buf) {
+	if obs.IsTerminal(&buf) {
 		t.Error("a buffer is not a terminal")
 	}
 	f2, err := os.CreateTemp(t.TempDir(), "out")
@@ -203,7 +204,7 @@ func TestProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f2.Close()
-	if replay.IsTerminal(f2) {
+	if obs.IsTerminal(f2) {
 		t.Error("a file is not a terminal")
 	}
 }

@@ -2,24 +2,15 @@ package replay
 
 import (
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
-	"github.com/rs/zerolog"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
-)
 
-// IsTerminal reports whether w is a terminal (a character device).
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+	"github.com/rs/zerolog"
+
+	"github.com/mailtel/mailtel/pipeline/delivery"
+)
 
 // Printer shows the progress of a replay. On a terminal it keeps one line
 // up to date (rewritten with \r, at most ten times a second); elsewhere (a

@@ -28,7 +28,8 @@ type Options struct {
 	Instance string
 	// Stdout is where console and stdout tracers write (default os.Stdout).
 	Stdout io.Writer
-	// Registry receives the metrics sink's event metrics.
+	// Registry receives the metrics sink's event metrics (Run: a new
+	// registry, served on [metrics.prometheus] listen only).
 	Registry *prometheus.Registry
 	// Log receives the sinks' own messages (Run sets the process's).
 	Log zerolog.Logger
@@ -95,7 +96,11 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 		return fmt.Errorf("no sinks configured: add a [tracer.<id>], [webhook.<id>] or [metrics.prometheus] section")
 	}
 	if o.Registry == nil {
-		o.Registry = p.Metrics.Registry
+		// Event metrics get a registry of their own, served only on
+		// [metrics.prometheus] listen; the process's /metrics has the
+		// pipeline's metrics only. Each series on one endpoint, so a
+		// Prometheus that scrapes both counts every event once.
+		o.Registry = prometheus.NewRegistry()
 	}
 	o.Log = p.Log
 	built := make([]pipeline.Sink, 0, len(specs))
