@@ -185,7 +185,7 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("connect to nats %s: %w", shown, err)
+			return nil, nil, fmt.Errorf("connect to nats %s: %w (%s)", shown, err, NoServerHint(cfg))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -204,6 +204,15 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		return nil, nil, fmt.Errorf("jetstream context: %w", err)
 	}
 	return nc, js, nil
+}
+
+// NoServerHint says what to do when nothing answers at the configured
+// NATS address.
+func NoServerHint(cfg config.NATS) string {
+	if cfg.URL == "" {
+		return "start `router` first: it hosts the embedded NATS server on [nats] listen; or set [nats] url to a running server"
+	}
+	return "is the NATS server at [nats] url running and reachable from here?"
 }
 
 // checkServerURLs parses each URL of a server list as nats.Connect will,

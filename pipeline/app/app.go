@@ -84,6 +84,9 @@ type Process struct {
 	HTTPAddr string
 }
 
+// connectWait is how long Start waits for a NATS server to answer.
+const connectWait = 30 * time.Second
+
 // Start brings a process up. Close undoes it.
 func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	p := &Process{Config: c, Log: obs.NewLogger(c.Logging.Level, c.Logging.Format, o.Name),
@@ -105,9 +108,16 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 		p.Log.Info().Str("url", p.Embedded.URL()).Str("store", c.NATS.StoreDir).Msg("embedded NATS server with JetStream started")
 		c.NATS.URL = p.Embedded.URL()
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A process may start just before the router that hosts the embedded
+	// server: wait for it, but say within seconds what is being waited for.
+	cctx, cancel := context.WithTimeout(ctx, connectWait)
 	defer cancel()
+	waiting := time.AfterFunc(2*time.Second, func() {
+		p.Log.Warn().Str("url", config.RedactURL(pipeline.ServerURL(c.NATS))).Str("gives_up_in", (connectWait - 2*time.Second).String()).
+			Msg("waiting for NATS: " + pipeline.NoServerHint(c.NATS))
+	})
 	p.Conn, p.JS, err = pipeline.Connect(cctx, c.NATS, "mailtel-"+o.Name, o.MaxPending)
+	waiting.Stop()
 	if err != nil {
 		p.Close()
 		return nil, err

@@ -182,3 +182,21 @@ func TestLogsHideTheNATSPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestNoServerSaysWhatToDo: a process started with nothing listening at
+// [nats] says within seconds what it waits for and what to do, and its
+// error says it again.
+func TestNoServerSaysWhatToDo(t *testing.T) {
+	c := parse(t, "[nats]\nlisten = \"127.0.0.1:1\"\n") // nothing listens on port 1
+	var log logBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := app.Start(ctx, c, app.Options{Name: "sinks", LogOutput: &log})
+	if err == nil || !strings.Contains(err.Error(), "start `router` first") {
+		t.Fatalf("err = %v, want the hint", err)
+	}
+	if !strings.Contains(log.String(), "waiting for NATS: start `router` first") {
+		t.Errorf("no hint in the log within %s: %q", time.Since(start).Round(time.Millisecond), log.String())
+	}
+}
