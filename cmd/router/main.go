@@ -5,6 +5,7 @@
 //
 //	router [run] --config mailtel.toml [--workers N] [--nats URLS]
 //	router up [--config mailtel.toml] [--rate 200]   everything in one process
+//	router status [--config mailtel.toml] [--watch [2s]] [--json]
 //	router validate --config mailtel.toml
 //	router catalog [--json] [--config mailtel.toml]
 package main
@@ -30,6 +31,8 @@ Commands:
   up         run the whole pipeline in one process: embedded NATS, router,
              sinks and a synthetic publisher (a demo, or a single machine)
   replay     run history from EVENTS through the rules of a configuration
+  status     which sink is behind, by how much, how fast, how many dead
+             letters: streams, consumers and sinks in one screen (--watch)
   validate   check a configuration file and print every error
   catalog    list every event type: id, source, native name, level, description
 
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUp(ctx, args, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args, stdout, stderr)
+	case "status":
+		return runStatus(ctx, args, stdout, stderr)
 	case "validate":
 		return runValidate(args, stdout, stderr)
 	case "catalog":
