@@ -12,7 +12,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
-	"github.com/mailtel/mailtel/pipeline/replay"
+	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/status"
 )
 
@@ -122,7 +122,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	// --watch: a first sample, so that the first screen has rates.
-	tty := replay.IsTerminal(stdout) && !*asJSON
+	tty := obs.IsTerminal(stdout) && !*asJSON
 	if _, err := g.Gather(ctx); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(stderr, "router status: %v\n", err)
 	}
