@@ -36,14 +36,12 @@ Commands:
   validate   check a configuration file and print every error
   catalog    list every event type: id, source, native name, level, description
 
-Run "router COMMAND --help" for the flags of a command.
+Run "router COMMAND --help" for the flags of a command, "router --version" for the
+version.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
+	cmd, args := app.Command(args, "run")
 	switch cmd {
 	case "run":
 		return runRouter(ctx, args, stderr)
@@ -57,8 +55,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runValidate(args, stdout, stderr)
 	case "catalog":
 		return runCatalog(args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, app.Version("router"))
 		return nil
 	}
 	fmt.Fprint(stderr, usage)

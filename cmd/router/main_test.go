@@ -100,3 +100,26 @@ func TestValidateCommand(t *testing.T) {
 		t.Error("router run started with an invalid config")
 	}
 }
+
+// TestHelpListsCommands: --help (and its spellings) shows every command
+// with a line each, not only the flags of the default one; --version
+// prints the version.
+func TestHelpListsCommands(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "-help", "help"} {
+		t.Run(arg, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), []string{arg}, &out, &errOut); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range []string{"run", "up", "replay", "status", "validate", "catalog"} {
+				if !strings.Contains(out.String(), "\n  "+cmd+" ") {
+					t.Errorf("%s does not list %s:\n%s", arg, cmd, out.String())
+				}
+			}
+		})
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "router ") {
+		t.Errorf("--version: %q, %v", out.String(), err)
+	}
+}

@@ -31,14 +31,12 @@ Commands:
   tail     print decoded events of subjects live (wildcards allowed)
   dlq      list, show and re-drive dead letters
 
-Run "sinks COMMAND --help" for the flags of a command.
+Run "sinks COMMAND --help" for the flags of a command, "sinks --version" for the
+version.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
+	cmd, args := app.Command(args, "run")
 	switch cmd {
 	case "run":
 		return runSinks(ctx, args, stdout, stderr)
@@ -48,8 +46,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTail(ctx, args, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, app.Version("sinks"))
 		return nil
 	}
 	fmt.Fprint(stderr, usage)

@@ -223,3 +223,54 @@ func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
+
+// Command splits a command line into its command and the command's
+// arguments: the first argument when it is not a flag, else def. As the
+// first argument, -h, -help, --help and help ask for the usage (command
+// "help"), and -version, --version and version for the version ("version").
+func Command(args []string, def string) (string, []string) {
+	if len(args) == 0 {
+		return def, args
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		return "help", args[1:]
+	case "-version", "--version", "version":
+		return "version", args[1:]
+	}
+	if args[0] != "" && args[0][0] != '-' {
+		return args[0], args[1:]
+	}
+	return def, args
+}
+
+// Version returns "<name> <module version> (<vcs revision>[, modified],
+// <go version>)" from the binary's build information.
+func Version(name string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return name + " (no build information)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		rev = "revision unknown"
+	}
+	return fmt.Sprintf("%s %s (%s%s, %s)", name, v, rev, modified, bi.GoVersion)
+}
