@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,8 +20,15 @@ import (
 	"github.com/mailtel/mailtel/pipeline/synth"
 )
 
+// demoConfig is the repository's mailtel.toml (a test keeps the two
+// equal), for a router binary run where there is none.
+//
 //go:embed demo.toml
 var demoConfig []byte
+
+// shippedConfig is the configuration file `router up` uses without
+// --config when the working directory has it.
+const shippedConfig = "mailtel.toml"
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("router up", flag.ContinueOnError)
@@ -30,7 +38,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 200, "synthetic events per `second` (0 = no synthetic traffic)")
 	count := fs.Int64("count", 0, "stop the synthetic publisher after this many events (0 = never)")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "`seed` of the synthetic traffic")
-	fs.Usage = app.Usage(fs, "usage: router up [--config FILE] [--rate R] [--count N]\n\nRuns the whole pipeline in one process: an embedded NATS server with JetStream\n(unless [nats] url is set), the router, every configured sink and a synthetic\npublisher. Without --config it writes JSON lines to ./data/logs/mailtel.<date>,\nStalwart-format security lines to ./data/logs/security.<date>, and serves\nPrometheus metrics on 127.0.0.1:9100/metrics. Stop it with Ctrl-C.",
+	fs.Usage = app.Usage(fs, "usage: router up [--config FILE] [--rate R] [--count N]\n\nRuns the whole pipeline in one process: an embedded NATS server with JetStream\n(unless [nats] url is set), the router, every configured sink and a synthetic\npublisher. Without --config it reads ./mailtel.toml, or where there is none\na built-in copy of the repository's: JSON lines to ./data/logs/mailtel.<date>,\nStalwart-format security lines to ./data/logs/security.<date>, Prometheus\nmetrics on 127.0.0.1:9100/metrics. Stop it with Ctrl-C.",
 		"  router up\n  router up --config mailtel.toml --rate 1000")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,9 +46,16 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg *config.Config
 	var err error
 	if f.Config == "" {
+		if _, serr := os.Stat(shippedConfig); serr == nil {
+			f.Config = shippedConfig
+		}
+	}
+	if f.Config == "" {
 		cfg, err = config.ParseWith(demoConfig, f.Apply)
+		fmt.Fprintln(stdout, "configuration: the built-in copy of mailtel.toml")
 	} else {
 		cfg, err = f.Load()
+		fmt.Fprintf(stdout, "configuration: %s\n", f.Config)
 	}
 	if err != nil {
 		return err
