@@ -77,10 +77,15 @@ func runSinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.Register(fs)
 	var only names
 	fs.Var(&only, "sink", "run only this sink `name` (repeatable; default: every configured sink)")
-	instance := fs.String("instance", "", "instance `id` of this process; give each instance of a log sink its own")
-	httpAddr := fs.String("http", "", "`address` of /healthz, /readyz, /metrics (overrides [sinks] http)")
-	fs.Usage = app.Usage(fs, "usage: sinks [run] [--config FILE] [--sink NAME ...] [--instance ID]\n\nRuns the configured sinks. Instances of one sink share its durable consumer and\nsplit the work; run more to write faster.",
-		"  sinks --config mailtel.toml\n  sinks --config mailtel.toml --sink siem --instance b --http 127.0.0.1:9112")
+	instance := fs.String("instance", "", "pin this process's log files to instance `id` (<prefix>.<id>.<date>), waiting for a predecessor that holds it; default: the first free instance slot")
+	httpAddr := fs.String("http", "", "`address` of /healthz, /readyz, /metrics (overrides [sinks] http; when its port is taken, a free port of the same host, logged)")
+	fs.Usage = app.Usage(fs, "usage: sinks [run] [--config FILE] [--sink NAME ...] [--instance ID]\n\n"+
+		"Runs the configured sinks. Instances of one sink share its durable consumer and\n"+
+		"split the work; run the same command again to write faster. Each log sink takes\n"+
+		"the first free instance slot of its files (<prefix>.<date>, then <prefix>.2.<date>,\n"+
+		"...) unless --instance pins it. The metrics sink runs in one process only.",
+		"  sinks --config mailtel.toml\n  sinks --config mailtel.toml --sink siem        # the same command again: one more instance\n"+
+			"  sinks --config mailtel.toml --sink log --instance b")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

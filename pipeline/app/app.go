@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -60,7 +61,8 @@ type Options struct {
 	// Name is the process name, used in logs and the NATS connection name.
 	Name string
 	// Embedded starts the embedded NATS server when the configuration has
-	// no NATS URL.
+	// no NATS URL, unless another process (another router) listens on
+	// [nats] listen already: then the process connects to that server.
 	Embedded bool
 	// HTTP is the address of /healthz, /readyz and /metrics ("" for none).
 	HTTP string
@@ -98,7 +100,13 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	if p.HTTPAddr, err = obs.Serve(ctx, o.HTTP, p.Metrics, p.Health, p.Log); err != nil {
 		return nil, err
 	}
-	if o.Embedded && c.NATS.URL == "" {
+	if o.Embedded && c.NATS.URL == "" && listenTaken(c.NATS.Listen) {
+		// Another process on this machine (the first router) already
+		// hosts the embedded server: a second server could not use the
+		// port, nor the store directory. Connect to it like the sinks do.
+		p.Log.Info().Str("listen", c.NATS.Listen).
+			Msg("[nats] listen is taken, most likely by the embedded NATS server of another router on this machine: connecting to it instead of starting one")
+	} else if o.Embedded && c.NATS.URL == "" {
 		if p.Embedded, err = pipeline.StartEmbedded(c.NATS); err != nil {
 			return nil, err
 		}
@@ -139,6 +147,15 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	p.Health.Set("nats", nil)
 	p.Log.Debug().Str("url", config.RedactURL(p.Conn.ConnectedUrl())).Msg("connected")
 	return p, nil
+}
+
+// listenTaken reports whether another process listens on addr.
+func listenTaken(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+	}
+	return obs.AddrInUse(err)
 }
 
 // Close drains the connection and stops the embedded server. It is

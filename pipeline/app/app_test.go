@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -198,5 +199,48 @@ func TestNoServerSaysWhatToDo(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "waiting for NATS: start `router` first") {
 		t.Errorf("no hint in the log within %s: %q", time.Since(start).Round(time.Millisecond), log.String())
+	}
+}
+
+// TestSecondRouterJoinsTheEmbeddedServer: a second router of the same
+// configuration on the same machine finds [nats] listen taken by the first
+// router's embedded server and connects to it rather than start a server
+// of its own (which could use neither the port nor the store), and serves
+// health and metrics on a free port since the first has [router] http.
+func TestSecondRouterJoinsTheEmbeddedServer(t *testing.T) {
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	doc := "[nats]\nlisten = \"" + free() + "\"\n[router]\nhttp = \"" + free() + "\"\n"
+	store := t.TempDir()
+	c1, c2 := parse(t, doc), parse(t, doc)
+	c1.NATS.StoreDir, c2.NATS.StoreDir = store, store
+	first := start(t, c1, app.Options{Name: "router", Embedded: true, HTTP: c1.Router.HTTP})
+	if first.Embedded == nil {
+		t.Fatal("the first router started no embedded server")
+	}
+	var log logBuffer
+	second := start(t, c2, app.Options{Name: "router", Embedded: true, HTTP: c2.Router.HTTP, LogOutput: &log})
+	if second.Embedded != nil {
+		t.Error("the second router started an embedded server too")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := second.JS.Stream(ctx, c2.Streams.Events); err != nil {
+		t.Errorf("the second router reads stream %s: %v", c2.Streams.Events, err)
+	}
+	if first.HTTPAddr == second.HTTPAddr {
+		t.Errorf("both serve health and metrics on %s", first.HTTPAddr)
+	}
+	out := log.String()
+	for _, want := range []string{"connecting to it instead of starting one", "is taken by another process"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the second router does not log %q:\n%s", want, out)
+		}
 	}
 }

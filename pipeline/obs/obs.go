@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -161,14 +162,36 @@ func Handler(m *Metrics, h *Health) http.Handler {
 }
 
 // Serve serves Handler on addr until ctx ends. An empty addr serves
-// nothing. It returns once the listener is bound, with the bound address.
+// nothing. It returns once the listener is bound, with the bound address,
+// and logs that address at info level.
+//
+// When addr's port is taken by another process ("address already in
+// use": typically another instance of the same command on this machine),
+// Serve listens on a free port of the same host instead, and says so in
+// the log, so that identical commands can run side by side and share the
+// work. Any other listen error (a bad address, a host that is not local,
+// a privileged port) is returned.
 func Serve(ctx context.Context, addr string, m *Metrics, h *Health, log zerolog.Logger) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
 	ln, err := net.Listen("tcp", addr)
+	taken := false
+	if AddrInUse(err) {
+		host, _, serr := net.SplitHostPort(addr)
+		if serr == nil {
+			taken = true
+			ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("listen for health and metrics on %s: %w", addr, err)
+	}
+	bound := ln.Addr().String()
+	if taken {
+		log.Info().Msgf("health and metrics on %s (%s is taken by another process)", bound, addr)
+	} else {
+		log.Info().Msgf("health and metrics on %s", bound)
 	}
 	srv := &http.Server{Handler: Handler(m, h), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -182,7 +205,13 @@ func Serve(ctx context.Context, addr string, m *Metrics, h *Health, log zerolog.
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	return ln.Addr().String(), nil
+	return bound, nil
+}
+
+// AddrInUse reports whether err is a listen error saying that the address
+// is already in use (EADDRINUSE).
+func AddrInUse(err error) bool {
+	return err != nil && errors.Is(err, syscall.EADDRINUSE)
 }
 
 // IsTerminal reports whether w is a terminal (a character device).

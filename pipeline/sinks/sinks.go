@@ -16,6 +16,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
@@ -24,8 +25,15 @@ import (
 // Options are what sinks need beyond their configuration.
 type Options struct {
 	// Instance names this sink process among the instances of the same
-	// sinks; log files carry it so instances never share a file.
+	// sinks; log files carry it so instances never share a file. A log
+	// sink given one is pinned to it (and waits for its lock, held by a
+	// predecessor still exiting); see AnySlot for an empty Instance.
 	Instance string
+	// AnySlot, with an empty Instance, makes each log sink take the first
+	// free instance slot of its files (see tracer.Options.AnySlot). Run
+	// sets it when Instance is empty, so that identical sinks processes on
+	// one machine all run; replays leave it unset.
+	AnySlot bool
 	// Stdout is where console and stdout tracers write (default os.Stdout).
 	Stdout io.Writer
 	// Registry receives the metrics sink's event metrics (Run: a new
@@ -43,7 +51,7 @@ func Build(spec config.SinkSpec, o Options) (pipeline.Sink, error) {
 		if out == nil {
 			out = os.Stdout
 		}
-		return tracer.New(spec.Name, spec.Tracer, tracer.Options{Instance: o.Instance, Stdout: out, Log: o.Log})
+		return tracer.New(spec.Name, spec.Tracer, tracer.Options{Instance: o.Instance, AnySlot: o.AnySlot, Stdout: out, Log: o.Log})
 	case config.KindWebhook:
 		return webhook.New(spec.Name, spec.Webhook, webhook.Options{})
 	case config.KindMetrics:
@@ -86,7 +94,9 @@ func Select(specs []config.SinkSpec, names []string) ([]config.SinkSpec, error) 
 // Run builds the selected sinks and runs each from its durable consumer
 // until ctx ends; it then finishes the batches in flight and closes the
 // sinks. When the metrics sink runs, its /metrics endpoint is served on
-// [metrics.prometheus] listen.
+// [metrics.prometheus] listen; a second process running the metrics sink
+// fails, since that address is taken. Without o.Instance, each log sink
+// takes the first free instance slot of its files (o.AnySlot).
 func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 	specs, err := Select(p.Config.SinkSpecs(), names)
 	if err != nil {
@@ -103,6 +113,9 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 		o.Registry = prometheus.NewRegistry()
 	}
 	o.Log = p.Log
+	if o.Instance == "" {
+		o.AnySlot = true
+	}
 	built := make([]pipeline.Sink, 0, len(specs))
 	defer func() {
 		for _, s := range built {
@@ -119,6 +132,15 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 		built = append(built, s)
 		if spec.Kind == config.KindMetrics {
 			addr, err := metrics.Serve(ctx, &spec.Metrics.Prometheus, o.Registry)
+			if obs.AddrInUse(err) {
+				// Unlike the process's health port, this one does not move
+				// to a free port: Prometheus scrapes one configured address,
+				// and a second metrics sink would count its share of the
+				// events on an endpoint nobody scrapes.
+				return fmt.Errorf("%w: is another process running the metrics sink %q? It runs in one process only: "+
+					"Prometheus scrapes [metrics.prometheus] listen, and a second metrics sink would count its share of the events "+
+					"where nothing scrapes them (run more instances of the other sinks with --sink NAME)", err, spec.Name)
+			}
 			if err != nil {
 				return err
 			}

@@ -156,6 +156,27 @@ func openLogFile(path string, text bool, prefix string) (_ *logFile, err error) 
 	return lf, nil
 }
 
+// lockSlotFile opens (creating if needed) and locks the instance lock file
+// at path (see Sink.slotLockPath). A lock held by another open file gives
+// an error wrapping ErrLocked at once.
+func lockSlotFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), dirPerm); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, filePerm)
+	if err != nil {
+		return nil, fmt.Errorf("open instance lock: %w", err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
 // sidecarPath is the hidden id sidecar of a text log file.
 func sidecarPath(path string) string {
 	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".ids")

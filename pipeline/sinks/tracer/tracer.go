@@ -17,14 +17,36 @@
 // "<prefix>" (never); with an instance name, "<prefix>.<instance>.2025-11-27"
 // and so on, so that scaled sinks processes never share a file. The period
 // is that of the time of writing, and a batch is written whole to one file.
-// The sink takes an exclusive flock on its file. A sink that finds the
-// lock held (by a predecessor that is still exiting, or by a second
-// process that was not given its own instance name) waits for it: New
-// returns, and Write waits, bounded by its context, logging a warning at
-// once and every lockLogEvery while it waits. Next to each file the sink
-// keeps hidden sidecars: the id index ".<file>.idh", the time index
-// ".<file>.idx" and, for the text format, the ids ".<file>.ids"; a glob
-// such as "<prefix>.*" does not match them.
+// Next to each file the sink keeps hidden sidecars: the id index
+// ".<file>.idh", the time index ".<file>.idx" and, for the text format,
+// the ids ".<file>.ids"; a glob such as "<prefix>.*" does not match them.
+//
+// # Instances
+//
+// Every process that writes a log sink's files is an instance with files
+// of its own. A sink holds an exclusive flock on the hidden, empty
+// instance lock ".<prefix>[.<instance>].lock" in its directory from its
+// first open to Close, and on each file it has open. How it picks its
+// instance:
+//
+//   - Given an instance name (Options.Instance, `sinks --instance`) it is
+//     pinned to it. A sink that finds a lock held (by a predecessor still
+//     exiting) waits for it: New returns, and Write waits, bounded by its
+//     context, logging a warning at once and every lockLogEvery while it
+//     waits.
+//   - Without one, with Options.AnySlot (what `sinks run` does), New takes
+//     the first free instance slot: the files without an instance name
+//     when their locks are free, else instance "2", then "3", ..., the
+//     first whose instance lock and current (and previous) period's files
+//     it can lock at once, and logs which it took. Identical processes
+//     thus each get a slot, and a process restarted while its predecessor
+//     still exits takes another slot rather than wait.
+//   - Without either, it is pinned to the files without an instance name.
+//
+// Since the instance lock is held across periods, a slot is never taken
+// from a sink that has not yet opened the file of a new period. Which slot
+// wrote an event does not matter to the guarantees below: Written searches
+// the files of every instance.
 //
 // # Guarantees
 //
@@ -77,6 +99,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -109,12 +132,22 @@ const (
 	slowOpen = time.Second
 )
 
+// maxSlots bounds the search of New for a free instance slot.
+const maxSlots = 1000
+
 // Options are the process-level settings of a tracer sink.
 type Options struct {
 	// Instance names this sinks process among the scaled instances of the
-	// same sink; it is part of the log file name. Empty for a single
-	// instance.
+	// same sink; it is part of the log file name. A log sink given an
+	// Instance is pinned to it: when another process holds its lock, the
+	// sink waits for it (see the package doc). Empty for the file without
+	// an instance name, or, with AnySlot, the first free instance slot.
 	Instance string
+	// AnySlot, when Instance is empty, makes a log sink take the first
+	// free instance slot (see the package doc) rather than wait for the
+	// lock on the file without an instance name: what `sinks run` does, so
+	// that identical commands can run side by side.
+	AnySlot bool
 	// Stdout is where console and stdout tracers write (default os.Stdout).
 	Stdout io.Writer
 	// Now returns the time of writing, which picks the log file (default
@@ -135,8 +168,10 @@ type Sink struct {
 	log  zerolog.Logger
 
 	// log type only
-	dir, prefix, base, rotate string // base: prefix[.instance]
-	sidecar                   bool   // text format: ids in a sidecar
+	dir, prefix, base, rotate string   // base: prefix[.instance]
+	instance                  string   // the instance (slot) in use, "" for none
+	slot                      *os.File // the locked instance lock file (see slotLockPath), or nil
+	sidecar                   bool     // text format: ids in a sidecar
 	// console and stdout types only
 	out  io.Writer
 	seen *idSet
@@ -229,13 +264,13 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	if err := checkNamePart(prefix); err != nil {
 		return nil, fmt.Errorf("tracer %s: prefix: %w", name, err)
 	}
-	s.prefix, s.base = prefix, prefix
+	s.prefix = prefix
 	if opts.Instance != "" {
 		if err := checkNamePart(opts.Instance); err != nil {
 			return nil, fmt.Errorf("tracer %s: instance name: %w", name, err)
 		}
-		s.base += "." + opts.Instance
 	}
+	s.setInstance(opts.Instance)
 	s.rotate = cfg.Rotate
 	switch s.rotate {
 	case "":
@@ -247,17 +282,77 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	s.dir = cfg.Path
 	s.sidecar = format == "text"
 
-	if err := s.open(context.Background(), false); err != nil {
+	if opts.Instance == "" && opts.AnySlot {
+		if err := s.takeSlot(); err != nil {
+			s.closeFiles()
+			return nil, fmt.Errorf("tracer %s: %w", name, err)
+		}
+		return s, nil
+	}
+	if err := s.open(context.Background(), lockNow); err != nil {
 		if !transient(err) {
 			s.closeFiles()
 			return nil, fmt.Errorf("tracer %s: %w", name, err)
 		}
-		if !errors.Is(err, ErrLocked) { // logged by openFile
+		if !errors.Is(err, ErrLocked) { // logged by acquire
 			s.log.Warn().Err(err).Str("sink", name).Msg("cannot open the log file yet; writes retry")
 		}
 	}
 	return s, nil
 }
+
+// setInstance makes instance (possibly "") the one whose files the sink
+// writes.
+func (s *Sink) setInstance(instance string) {
+	s.instance, s.base = instance, s.prefix
+	if instance != "" {
+		s.base += "." + instance
+	}
+}
+
+// takeSlot makes the sink's instance the first free instance slot: the
+// file without an instance name, then instances "2", "3", ...; a slot is
+// free when its instance lock and the locks of its current (and previous)
+// period's files can all be taken at once. A slot whose files cannot be
+// opened for a reason that may pass (a full disk) is kept: writes retry.
+func (s *Sink) takeSlot() error {
+	for n := 1; n <= maxSlots; n++ {
+		instance := ""
+		if n > 1 {
+			instance = strconv.Itoa(n)
+		}
+		s.setInstance(instance)
+		err := s.open(context.Background(), lockProbe)
+		if errors.Is(err, ErrLocked) {
+			// Nothing was written: a failed close has lost nothing, and
+			// released the locks all the same.
+			if err := s.closeFiles(); err != nil {
+				s.log.Warn().Err(err).Str("sink", s.name).Msg("closing the files of a slot another process holds")
+			}
+			continue
+		}
+		if err != nil && !transient(err) {
+			return err
+		}
+		slot := strconv.Quote(instance) + " (no instance name in the file name)"
+		if instance != "" {
+			slot = strconv.Quote(instance)
+		}
+		s.log.Info().Str("sink", s.name).Str("instance", instance).Str("file", filepath.Join(s.dir, s.fileName(s.now()))).
+			Msg("log sink took instance slot " + slot + ", the first whose lock was free")
+		if err != nil {
+			s.log.Warn().Err(err).Str("sink", s.name).Msg("cannot open the log file yet; writes retry")
+		}
+		return nil
+	}
+	s.setInstance("")
+	return fmt.Errorf("no free instance slot among the first %d in %s: every one is locked by another process", maxSlots, s.dir)
+}
+
+// Instance returns the instance whose files a log sink writes: the one it
+// was given, or the slot it took; "" for the files without an instance
+// name (and for console and stdout tracers).
+func (s *Sink) Instance() string { return s.instance }
 
 // transient reports whether an error opening the log files may go away by
 // itself (a lock another process holds, a full disk), so that the sink
@@ -294,7 +389,7 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 		return fmt.Errorf("tracer %s: write: %w", s.name, err)
 	}
 	if s.dir != "" {
-		if err := s.open(ctx, true); err != nil {
+		if err := s.open(ctx, lockWait); err != nil {
 			return fmt.Errorf("tracer %s: %w", s.name, err)
 		}
 	}
@@ -397,6 +492,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	return nil
 }
 
+// closeFiles closes the log files and then releases the instance lock.
 func (s *Sink) closeFiles() error {
 	var errs []error
 	for _, lf := range []*logFile{s.file, s.prev} {
@@ -405,6 +501,12 @@ func (s *Sink) closeFiles() error {
 		}
 	}
 	s.file, s.prev = nil, nil
+	if s.slot != nil {
+		if err := s.slot.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", s.slot.Name(), err))
+		}
+		s.slot = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -456,18 +558,37 @@ func (s *Sink) fileName(t time.Time) string {
 	return s.base
 }
 
+// lockMode says what opening a file does when another process holds its
+// lock.
+type lockMode int
+
+const (
+	// lockNow gives up at once with an error wrapping ErrLocked, and logs
+	// that the sink waits for the lock (New: the first Write waits).
+	lockNow lockMode = iota
+	// lockProbe gives up at once with an error wrapping ErrLocked, and
+	// logs nothing (New, looking for a free instance slot).
+	lockProbe
+	// lockWait waits for the lock until the context ends, logging that it
+	// does.
+	lockWait
+)
+
 // open makes the file of the current period the sink's file, and the
 // previous period's file, if there is one, its previous file (whose ids
 // are skipped too, so that a batch written just before the period changed
 // and redelivered after it is not written again). At a change of period
-// the current file becomes the previous one. With wait, it waits for a
-// lock another process holds until ctx ends; without, it returns an error
-// wrapping ErrLocked at once.
-func (s *Sink) open(ctx context.Context, wait bool) error {
+// the current file becomes the previous one. First of all it takes the
+// lock of the sink's instance (see slotLockPath), which the sink holds
+// until Close. mode says what it does about a lock another process holds.
+func (s *Sink) open(ctx context.Context, mode lockMode) error {
 	now := s.now()
 	p := s.periodOf(now)
 	if s.file != nil && s.period == p {
 		return nil
+	}
+	if err := s.holdSlot(ctx, mode); err != nil {
+		return err
 	}
 	if s.file != nil {
 		if s.file.dirty {
@@ -499,14 +620,14 @@ func (s *Sink) open(ctx context.Context, wait bool) error {
 		}
 		path := filepath.Join(s.dir, s.fileName(now.Add(-time.Duration(n)*time.Second)))
 		if _, err := os.Stat(path); err == nil {
-			lf, err := s.openFile(ctx, path, wait)
+			lf, err := s.openFile(ctx, path, mode)
 			if err != nil {
 				return fmt.Errorf("previous file: %w", err)
 			}
 			s.prev, s.prevPeriod = lf, p-1
 		}
 	}
-	lf, err := s.openFile(ctx, filepath.Join(s.dir, s.fileName(now)), wait)
+	lf, err := s.openFile(ctx, filepath.Join(s.dir, s.fileName(now)), mode)
 	if err != nil {
 		return err
 	}
@@ -514,9 +635,59 @@ func (s *Sink) open(ctx context.Context, wait bool) error {
 	return nil
 }
 
-// openFile opens the log file at path; with wait, it waits for a lock
-// another process holds, logging that it does, until ctx ends.
-func (s *Sink) openFile(ctx context.Context, path string, wait bool) (*logFile, error) {
+// slotLockPath is the instance lock file of the sink's instance: the
+// hidden, empty ".<prefix>[.<instance>].lock" in its directory. A sink
+// holds it (flock) from its first open to Close, whatever the period, so
+// that a process looking for a free instance slot never takes an instance
+// whose owner has not yet opened the file of a new period. The file is
+// left in place: removing a lock file another process may be opening
+// would let two processes hold "the" lock.
+func (s *Sink) slotLockPath() string {
+	return filepath.Join(s.dir, "."+s.base+".lock")
+}
+
+// holdSlot takes the lock of the sink's instance, unless it holds it.
+func (s *Sink) holdSlot(ctx context.Context, mode lockMode) error {
+	if s.slot != nil {
+		return nil
+	}
+	// Named after the log file the operator knows.
+	logPath := filepath.Join(s.dir, s.fileName(s.now()))
+	return s.acquire(ctx, logPath, mode, func() error {
+		f, err := lockSlotFile(s.slotLockPath())
+		if err != nil {
+			return fmt.Errorf("%s: %w", logPath, err)
+		}
+		s.slot = f
+		return nil
+	})
+}
+
+// openFile opens the log file at path; mode says what it does when
+// another process holds its lock.
+func (s *Sink) openFile(ctx context.Context, path string, mode lockMode) (*logFile, error) {
+	var lf *logFile
+	err := s.acquire(ctx, path, mode, func() error {
+		began := time.Now()
+		var err error
+		if lf, err = openLogFile(path, s.sidecar, s.prefix); err != nil {
+			return err
+		}
+		if took := time.Since(began); took >= slowOpen {
+			s.log.Info().Str("sink", s.name).Str("file", lf.path).Int("ids", lf.tab.len()).Dur("took", took.Round(time.Millisecond)).
+				Msg("opened log file and indexed its event ids")
+		}
+		return nil
+	})
+	return lf, err
+}
+
+// acquire calls take, which locks the file at path (or the instance lock
+// of the log file at path), until it returns
+// anything but an error wrapping ErrLocked; mode says whether it tries
+// again (every lockPoll, until ctx ends) and whether it logs the wait: at
+// once, then every lockLogEvery, and its end.
+func (s *Sink) acquire(ctx context.Context, path string, mode lockMode, take func() error) error {
 	var t *time.Timer
 	defer func() {
 		if t != nil {
@@ -524,29 +695,33 @@ func (s *Sink) openFile(ctx context.Context, path string, wait bool) (*logFile, 
 		}
 	}()
 	for {
-		began := time.Now()
-		lf, err := openLogFile(path, s.sidecar, s.prefix)
+		err := take()
 		if err == nil {
-			s.opened(lf, began)
-			return lf, nil
+			if !s.waitSince.IsZero() {
+				s.log.Info().Str("sink", s.name).Str("file", path).Dur("waited", time.Since(s.waitSince).Round(time.Millisecond)).
+					Msg("got the lock on the log file")
+				s.waitSince = time.Time{}
+			}
+			return nil
 		}
-		if !errors.Is(err, ErrLocked) {
-			return nil, err
+		if !errors.Is(err, ErrLocked) || mode == lockProbe {
+			return err
 		}
 		now := time.Now()
 		switch {
 		case s.waitSince.IsZero():
 			s.waitSince, s.waitLogged = now, now
-			s.log.Warn().Str("sink", s.name).Str("file", path).
+			s.log.Warn().Str("sink", s.name).Str("file", path).Str("instance", s.instance).
 				Msg("log file is locked by another process; waiting for it to release the lock " +
-					"(a previous sinks process still exiting? two processes running at once must each have their own instance name: sinks --instance)")
+					"(a previous sinks process of this instance still exiting? processes running at once must not share an instance: " +
+					"give each its own --instance, or none, and each takes a free one)")
 		case now.Sub(s.waitLogged) >= lockLogEvery:
 			s.waitLogged = now
 			s.log.Warn().Str("sink", s.name).Str("file", path).Dur("waited", now.Sub(s.waitSince).Round(time.Second)).
 				Msg("still waiting for the lock on the log file")
 		}
-		if !wait {
-			return nil, err
+		if mode != lockWait {
+			return err
 		}
 		if t == nil {
 			t = time.NewTimer(lockPoll)
@@ -555,22 +730,9 @@ func (s *Sink) openFile(ctx context.Context, path string, wait bool) (*logFile, 
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w; waited %s (another sinks process writes this file: give each instance its own instance name, sinks --instance): %w",
+			return fmt.Errorf("%w; waited %s (another sinks process writes this instance's files: give each process its own instance name, sinks --instance, or none to take a free one): %w",
 				err, now.Sub(s.waitSince).Round(time.Millisecond), ctx.Err())
 		case <-t.C:
 		}
-	}
-}
-
-// opened logs the end of a wait for the lock, and a slow open.
-func (s *Sink) opened(lf *logFile, began time.Time) {
-	if !s.waitSince.IsZero() {
-		s.log.Info().Str("sink", s.name).Str("file", lf.path).Dur("waited", time.Since(s.waitSince).Round(time.Millisecond)).
-			Msg("got the lock on the log file")
-		s.waitSince = time.Time{}
-	}
-	if took := time.Since(began); took >= slowOpen {
-		s.log.Info().Str("sink", s.name).Str("file", lf.path).Int("ids", lf.tab.len()).Dur("took", took.Round(time.Millisecond)).
-			Msg("opened log file and indexed its event ids")
 	}
 }

@@ -61,7 +61,7 @@ func (s *Sink) Written(ctx context.Context, events []*schema.Event, since time.T
 	if s.closed {
 		return nil, fmt.Errorf("tracer %s: check written: %w", s.name, ErrClosed)
 	}
-	if err := s.open(ctx, true); err != nil {
+	if err := s.open(ctx, lockWait); err != nil {
 		return nil, fmt.Errorf("tracer %s: check written: %w", s.name, err)
 	}
 	found := make(map[string]bool)
