@@ -3,6 +3,7 @@ package tracer
 import (
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/schema"
@@ -31,8 +32,20 @@ import (
 // level bold in its colour, the description bold white and the keys cyan.
 //
 // Unlike Stalwart, whose keys and type ids are compile-time constants,
-// mailtel keeps keys and types as senders gave them, so they are escaped
-// like strings (without quotes): a key can never forge a log line.
+// mailtel keeps keys and types as senders gave them. A key or an unknown
+// type that is a plain identifier (ASCII letters, digits, '.', '-', '_';
+// every Stalwart key and every catalog id is one) is written as it is;
+// any other is written quoted and escaped like a string value, and so is
+// the description of an unknown type, which is the type itself. Neither a
+// key nor a type can therefore forge a field or a line: a reader that
+// understands the quotes sees exactly the fields that were sent.
+//
+// Beyond Stalwart's escapes, the characters that some readers take for a
+// line break although they are not control bytes, U+0085 (NEL), U+2028
+// and U+2029, are escaped as Rust's escape_debug writes them (\u{85},
+// \u{2028}, \u{2029}), and bytes that are not valid UTF-8 (which a Rust
+// string never holds) as \xNN, so a line is valid UTF-8 and nothing in a
+// value, key or type can end it.
 //
 // A textFormatter holds no state; it is safe for concurrent use.
 type textFormatter struct {
@@ -89,12 +102,12 @@ func (f textFormatter) appendEvent(dst []byte, e *schema.Event) ([]byte, error) 
 	if f.ansi {
 		dst = append(dst, ansiWhiteBold...)
 	}
-	dst = appendEscaped(dst, description(e.Type))
+	dst = appendDescription(dst, e.Type)
 	if f.ansi {
 		dst = append(dst, ansiReset...)
 	}
 	dst = append(dst, " ("...)
-	dst = appendEscaped(dst, e.Type)
+	dst = appendName(dst, e.Type)
 	if f.multiline {
 		dst = append(dst, ")\n"...)
 	} else {
@@ -129,7 +142,7 @@ func (f textFormatter) appendFields(dst []byte, fields []schema.Field, indent, d
 		if f.ansi {
 			dst = append(dst, ansiCyan...)
 		}
-		dst = appendEscaped(dst, key)
+		dst = appendName(dst, key)
 		if f.ansi {
 			dst = append(dst, ansiReset...)
 		}
@@ -192,9 +205,9 @@ func (f textFormatter) appendValue(dst []byte, v *schema.Value, indent, depth in
 		if ev == nil {
 			break
 		}
-		dst = appendEscaped(dst, description(ev.Type))
+		dst = appendDescription(dst, ev.Type)
 		dst = append(dst, " ("...)
-		dst = appendEscaped(dst, ev.Type)
+		dst = appendName(dst, ev.Type)
 		dst = append(dst, ')')
 		switch {
 		case len(ev.Fields) > 0:
@@ -215,31 +228,109 @@ func (f textFormatter) appendValue(dst []byte, v *schema.Value, indent, depth in
 	return append(dst, "(null)"...)
 }
 
+// plainByte[c] is true for the bytes of a plain identifier: ASCII
+// letters, digits, '.', '-' and '_'.
+var plainByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '-' || c == '_'
+	}
+	return t
+}()
+
+// isPlain reports whether s is a non-empty plain identifier, which the
+// text format writes without quotes.
+func isPlain(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// appendName appends a key or an event type: as it is if it is a plain
+// identifier, else quoted and escaped like a string value.
+func appendName(dst []byte, s string) []byte {
+	if isPlain(s) {
+		return append(dst, s...)
+	}
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, s)
+	return append(dst, '"')
+}
+
+// appendDescription appends the description of an event type: the
+// catalog's, or for a type the catalog does not know the type itself,
+// written as appendName writes it.
+func appendDescription(dst []byte, typ string) []byte {
+	if t, ok := catalog.Lookup(typ); ok && t.Description != "" {
+		return appendEscaped(dst, t.Description)
+	}
+	return appendName(dst, typ)
+}
+
+// safeByte[c] is true for the bytes appendEscaped copies as they are
+// without looking further: printable ASCII but '"' and '\\'.
+var safeByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendEscaped appends s with Stalwart's escapes: \r \n \t \\ \" and
-// \xNN for the other bytes below 0x20 and 0x7f. Other bytes, including
-// UTF-8 sequences, pass unchanged.
+// \xNN for the other bytes below 0x20 and 0x7f. Of the rest, U+0085,
+// U+2028 and U+2029, which some readers take for line breaks, are written
+// \u{85}, \u{2028} and \u{2029} as Rust's escape_debug does, and a byte
+// that is not part of valid UTF-8 is written \xNN; other UTF-8 sequences
+// pass unchanged. It is the one escaping of the text format, for string
+// values, keys and types alike.
 func appendEscaped(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+		if safeByte[c] {
+			i++
 			continue
 		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		case '\\', '"':
-			dst = append(dst, '\\', c)
-		default:
-			dst = append(dst, '\\', 'x', hex[c>>4], hex[c&0xf])
+		size := 1
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if n > 1 && r != 0x85 && r != 0x2028 && r != 0x2029 {
+				i += n // valid UTF-8, written as it is
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			if n == 1 { // not UTF-8
+				dst = append(dst, '\\', 'x', hex[c>>4], hex[c&0xf])
+			} else {
+				dst = append(dst, '\\', 'u', '{')
+				dst = strconv.AppendUint(dst, uint64(r), 16)
+				dst = append(dst, '}')
+			}
+			size = n
+		} else {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\\', '"':
+				dst = append(dst, '\\', c)
+			default:
+				dst = append(dst, '\\', 'x', hex[c>>4], hex[c&0xf])
+			}
 		}
-		start = i + 1
+		i += size
+		start = i
 	}
 	return append(dst, s[start:]...)
 }
