@@ -121,7 +121,7 @@ func TestNoSecretInOutputs(t *testing.T) {
 		t.Errorf("the router of the user/password server did not log its reconnection:\n%s", routerU.stderr.String())
 	}
 
-	runCommands(t, h, w, c, js)
+	runCommands(t, h, w, c, js, httpOf)
 
 	endScrape()
 	<-scraped
@@ -424,7 +424,7 @@ func runAll(h *harness, n int, cmds []cmd) {
 
 // runCommands runs the commands that read or re-drive what the pipeline
 // stored, while it runs.
-func runCommands(t *testing.T, h *harness, w *world, c configs, js jetstream.JetStream) {
+func runCommands(t *testing.T, h *harness, w *world, c configs, js jetstream.JetStream, httpOf map[string]string) {
 	events := h.write("events.jsonl", `{"id":"file-1","createdAt":"2026-01-02T03:04:05Z","type":"auth.failed","data":{"accountName":"eve"}}`+"\n"+
 		`{"id":"file-bad","createdAt":"later","type":"auth.failed","data":{}}`+"\n")
 	replayTo := fmt.Sprintf("http://replay:%s@%s/hook/replay?api_key=%s&v=1", w.replayPass, w.hooks["ok"].addr, w.replayQuery)
@@ -447,6 +447,8 @@ func runCommands(t *testing.T, h *harness, w *world, c configs, js jetstream.Jet
 		{"router replay into failing webhooks", 20 * time.Second, "router", []string{"replay", "--config", c.embedded, "--since", "1h",
 			"--sink", "bad", "--sink", "redirect", "--sink", "refused", "--sink", "tls", "--sink", "slow"}},
 		{"router catalog --json", 20 * time.Second, "router", []string{"catalog", "--json", "--config", c.client}},
+		{"router status", 20 * time.Second, "router", []string{"status", "--config", c.client, "--http", httpOf["router-a"] + "," + httpOf["sinks-a"] + "," + httpOf["sinks-b"]}},
+		{"router status --json", 20 * time.Second, "router", []string{"status", "--json", "--config", c.embedded, "--http", httpOf["router-b"] + "," + httpOf["sinks-a"] + "," + httpOf["sinks-b"]}},
 		{"publisher file", 20 * time.Second, "publisher", []string{"file", "--config", c.client, events}},
 		{"publisher gen", 20 * time.Second, "publisher", []string{"gen", "--config", c.embedded, "--count", "5"}},
 		{"publisher gen (user/password server)", 20 * time.Second, "publisher", []string{"gen", "--config", c.userpass, "--count", "3"}},
@@ -528,7 +530,8 @@ func failures(t *testing.T, w *world, c configs, invalid map[string]string) []cm
 	)
 	helps := [][]string{
 		{"router", "--help"}, {"router", "help"}, {"router", "run", "--help"}, {"router", "up", "--help"}, {"router", "replay", "--help"},
-		{"router", "validate", "--help"}, {"router", "catalog", "--help"}, {"router", "run", "--config", c.client, "--help"},
+		{"router", "validate", "--help"}, {"router", "catalog", "--help"}, {"router", "status", "--help"}, {"router", "run", "--config", c.client, "--help"},
+		{"router", "--version"}, {"router", "version"}, {"sinks", "--version"},
 		{"sinks", "--help"}, {"sinks", "run", "--help"}, {"sinks", "replay", "--help"}, {"sinks", "tail", "--help"}, {"sinks", "dlq", "--help"},
 		{"sinks", "dlq", "list", "--help"}, {"sinks", "dlq", "show", "--help"}, {"sinks", "dlq", "redrive", "--help"},
 		{"sinks", "run", "--config", c.embedded, "--help"},
@@ -572,6 +575,8 @@ func expect(t *testing.T, o *outputs) {
 		{"ingest answer to stalwart batch", "accepted"},
 		{"sinks tail events stdout", "mallory"},
 		{"router up stdout", "health and pipeline metrics"},
+		{"router status stdout", "refused"},
+		{"router (NATS unreachable, user/password) stderr", "waiting for NATS"},
 	}
 	for _, c := range checks {
 		if len(o.find(c.prefix, c.text)) == 0 {
