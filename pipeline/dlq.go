@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -67,7 +68,8 @@ func (l *Letter) Subject() string {
 }
 
 // LetterMsg returns the message PublishLetter stores for l: its payload,
-// the source's headers (but its Nats-Msg-Id) and the Mailtel-* headers,
+// the source's headers (but the server's Nats-* ones, see serverDirective)
+// and the Mailtel-* headers,
 // with Nats-Msg-Id set to l's MsgID.
 //
 // The whole message (payload and headers) is kept within maxPayload bytes,
@@ -100,7 +102,9 @@ func LetterMsg(l Letter, maxPayload int64) *nats.Msg {
 	own.Set(jetstream.MsgIDHeader, id)
 	msg := &nats.Msg{Subject: l.Subject(), Data: l.Data, Header: make(nats.Header, len(l.Header)+len(own)+2)}
 	for k, v := range l.Header {
-		msg.Header[k] = v
+		if !serverDirective(k) {
+			msg.Header[k] = v
+		}
 	}
 	for k, v := range own { // ours win, the source's Nats-Msg-Id among them
 		msg.Header[k] = v
@@ -126,6 +130,20 @@ func LetterMsg(l Letter, maxPayload int64) *nats.Msg {
 	room := max(0, maxPayload-int64(headerSize(msg.Header)))
 	msg.Data = l.Data[:min(int64(len(l.Data)), room)]
 	return msg
+}
+
+// serverDirective reports whether a header of the source is one of the
+// server's (Nats-*): Nats-Expected-Stream, Nats-Expected-Last-Sequence,
+// Nats-Rollup, Nats-TTL ask something of the server that stores the
+// message carrying them, and it refuses a published message with
+// Nats-Stream-Source, which its stream sources add to their copies (every
+// event of a server fan-out sink carries one). Copied onto a dead letter,
+// any of them would make the server refuse it, and the message would be
+// redelivered and refused again without end (a re-driven event carries
+// Nats-Expected-Stream: ROUTED_<sink>), or act on the DLQ stream. Where the
+// letter came from is in Mailtel-Source-Subject and Mailtel-Source-Seq.
+func serverDirective(key string) bool {
+	return len(key) >= 5 && strings.EqualFold(key[:5], "Nats-")
 }
 
 // cutReason cuts a reason longer than MaxReasonLen bytes, on a rune

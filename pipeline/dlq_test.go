@@ -105,6 +105,45 @@ func TestLetterMsg(t *testing.T) {
 	}
 }
 
+// TestPublishLetterDropsServerDirectives: the source's Nats-* headers (a
+// re-driven event carries Nats-Expected-Stream, an event of a server
+// fan-out Nats-Stream-Source) are not copied onto its dead letter, which
+// the server would refuse; its other headers are.
+func TestPublishLetterDropsServerDirectives(t *testing.T) {
+	env := pipelinetest.Start(t)
+	cfg := config.Default()
+	env.EnsureStreams(t, cfg)
+	ctx := context.Background()
+	src := nats.Header{
+		"Nats-Expected-Stream":        {"ROUTED_siem"},
+		"Nats-Expected-Last-Sequence": {"1"},
+		"Nats-Rollup":                 {"sub"},
+		"Nats-TTL":                    {"1s"},
+		"nats-expected-last-msg-id":   {"x"},
+		"Nats-Stream-Source":          {"EVENTS 7"},
+		"Mailtel-Redriven-From":       {"DLQ:3"},
+	}
+	l := pipeline.Letter{Stage: "sink.siem", EventID: "auth.failed", Data: []byte("payload"), Header: src, Reason: errors.New("answered 400"),
+		SourceSubject: "routed.siem.auth.failed", SourceSeq: 9}
+	if err := pipeline.PublishLetter(ctx, env.JS, l); err != nil {
+		t.Fatalf("PublishLetter: %v", err)
+	}
+	s, err := env.JS.Stream(ctx, cfg.Streams.DLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, l.Subject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range src {
+		kept := m.Header.Get(k) != ""
+		if want := !strings.HasPrefix(strings.ToLower(k), "nats-"); kept != want {
+			t.Errorf("header %s kept = %v, want %v (headers %v)", k, kept, want, m.Header)
+		}
+	}
+}
+
 // TestPublishLetterFitsServer stores letters of every size around the
 // server's max payload, and one far over it with a long reason: each is
 // stored (never "maximum payload exceeded"), cut to fit, and says so.

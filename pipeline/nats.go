@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	neturl "net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -217,7 +216,8 @@ func NoServerHint(cfg config.NATS) string {
 
 // checkServerURLs parses each URL of a server list as nats.Connect will,
 // so that a bad one is reported without the URL: url.Parse's error quotes
-// it whole, password included.
+// it whole, password included, and its reasons may quote a piece of the
+// password (config.ParseURL says what is wrong without them).
 func checkServerURLs(list string) error {
 	for i, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
@@ -227,14 +227,8 @@ func checkServerURLs(list string) error {
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s
 		}
-		if _, err := neturl.Parse(s); err != nil {
-			var ue *neturl.Error
-			var ee neturl.EscapeError
-			if errors.As(err, &ee) || !errors.As(err, &ue) {
-				// An escape error quotes what may be part of a password.
-				return fmt.Errorf("server %d of the list is not a valid URL", i+1)
-			}
-			return fmt.Errorf("server %d of the list is not a valid URL: %v", i+1, ue.Err)
+		if _, err := config.ParseURL(s); err != nil {
+			return fmt.Errorf("server %d of the list is %w", i+1, err)
 		}
 	}
 	return nil

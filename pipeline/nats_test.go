@@ -224,6 +224,7 @@ func TestConnectErrorsHideThePassword(t *testing.T) {
 		{"wrong password", "nats://mailtel:s3cret-pw@" + hostport, 10 * time.Second, "connect to nats nats://mailtel:xxxxx@" + hostport},
 		{"no server", "nats://mailtel:s3cret-pw@127.0.0.1:1", time.Second, "connect to nats nats://mailtel:xxxxx@127.0.0.1:1"},
 		{"bad url", "nats://mailtel:s3cret-pw@bad host:4222,nats://n2:4222", time.Second, "server 1 of the list is not a valid URL"},
+		{"slash in the password", "nats://n1:4222,nats://mailtel:s3cret/pw@127.0.0.1:1", time.Second, "server 2 of the list is not a valid URL: a bad port"},
 		{"token in the url", "nats://s3cret-pw@" + hostport, 10 * time.Second, "connect to nats nats://xxxxx@" + hostport},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

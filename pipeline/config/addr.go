@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"net"
 	"net/url"
 	"strings"
@@ -81,6 +82,38 @@ func redactOne(s string) string {
 		u.RawQuery = strings.Join(pairs, "&")
 	}
 	return s[:lead] + u.String()
+}
+
+// ParseURL parses s as url.Parse does, but its error never repeats any
+// part of s: url.Parse's quotes s whole, password and query included, and
+// its reasons quote what they stumbled on, which may be a piece of a
+// password ("https://u:pa/ss@host" is read as host "u" with port "pa"). The
+// error says what is wrong: a bad %-escape, a bad port, a bad character in
+// the host, bad user info, a control character.
+func ParseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err == nil {
+		return u, nil
+	}
+	var (
+		ee url.EscapeError
+		he url.InvalidHostError
+		ue *url.Error
+	)
+	reason := "not a valid URL"
+	switch {
+	case errors.As(err, &ee):
+		reason += ": a bad %-escape (write % as %25)"
+	case errors.As(err, &he):
+		reason += ": a bad character in the host"
+	case errors.As(err, &ue) && strings.HasPrefix(ue.Err.Error(), "invalid port "):
+		reason += ": a bad port (or a '/' in the user info: write it as %2F)"
+	case errors.As(err, &ue) && !strings.ContainsAny(ue.Err.Error(), "\"'`"):
+		// The other reasons of net/url quote nothing ("net/url: invalid
+		// userinfo", "missing protocol scheme").
+		reason += ": " + strings.TrimPrefix(ue.Err.Error(), "net/url: ")
+	}
+	return nil, errors.New(reason)
 }
 
 // redactRough redacts what url.Parse does not understand (a URL without a

@@ -52,3 +52,31 @@ func TestIsLoopbackHost(t *testing.T) {
 		}
 	}
 }
+
+func TestParseURLErrorRepeatsNothing(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://u:s3cret%zz@h/hook", "%-escape"},
+		{"https://u:s3/cret@h/hook?key=s3cret", "bad port"},
+		{"https://h:s3cret/hook", "bad port"},
+		{"https://u:s3cret@h o/hook", "character in the host"},
+		{"http://u s3cret@h/", "invalid userinfo"},
+		{"https://u:s3cret\x7f@h/", "control character"},
+		{"://s3cret", "missing protocol scheme"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			_, err := ParseURL(tc.in)
+			if err == nil {
+				t.Fatalf("ParseURL(%q) succeeded", tc.in)
+			}
+			if strings.Contains(err.Error(), "s3") || strings.Contains(err.Error(), "cret") {
+				t.Errorf("ParseURL(%q): %v repeats the URL", tc.in, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ParseURL(%q): %v, want it to say %q", tc.in, err, tc.want)
+			}
+		})
+	}
+	if u, err := ParseURL("https://u:s3cret@h/hook?key=v"); err != nil || u.Host != "h" {
+		t.Errorf("ParseURL of a good URL = %v, %v", u, err)
+	}
+}

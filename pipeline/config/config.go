@@ -580,6 +580,10 @@ func (c *Config) Validate() error {
 			add(p+".url", "required")
 		} else if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
 			add(p+".url", "want an http:// or https:// URL")
+		} else if u, err := ParseURL(w.URL); err != nil {
+			add(p+".url", "%v", err) // never the URL: it may hold a password or a key
+		} else if u.Host == "" {
+			add(p+".url", "want an http:// or https:// URL with a host")
 		}
 		if len(w.Events) == 0 {
 			add(p+".events", "required: the events this webhook receives (e.g. [\"auth.*\"] or [\"*\"])")

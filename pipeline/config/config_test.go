@@ -110,6 +110,8 @@ replicas = 9
 		{"bad sink name", "[tracer.\"a b\"]\ntype = \"stdout\"\n", []string{"sink name \"a b\""}},
 		{"bad duration", "[webhook.w]\nurl = \"http://h/\"\nevents=[\"*\"]\ntimeout = \"soon\"\n", []string{"invalid duration \"soon\""}},
 		{"bad size", "[streams]\nmax-bytes = \"10 parsecs\"\n", []string{"invalid size"}},
+		{"webhook url that does not parse", "[webhook.w]\nurl = \"https://u:pa55%zz@h/hook?key=k3y\"\nevents = [\"*\"]\n", []string{"webhook.w.url: not a valid URL: a bad %-escape"}},
+		{"webhook url without host", "[webhook.w]\nurl = \"https:///hook\"\nevents = [\"*\"]\n", []string{"webhook.w.url: want an http:// or https:// URL with a host"}},
 		{"metrics name taken", "[tracer.metrics]\ntype = \"stdout\"\n[metrics.prometheus]\nenable = true\n", []string{"metrics.prometheus: sink name \"metrics\" is already used by tracer.metrics"}},
 		{"not toml", "[[[", []string{"parse:"}},
 		{"max-deliver is gone", "[sinks]\nmax-deliver = 10\n", []string{"sinks.max-deliver: no longer used", "discard-after"}},
@@ -262,5 +264,19 @@ func TestErrorsNeverShowSecrets(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret") && (strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pa55")) {
 		t.Errorf("error shows a secret: %v", err)
+	}
+}
+
+func TestURLErrorsNeverShowSecrets(t *testing.T) {
+	// URLs that do not parse, each with a password and a query key.
+	for _, u := range []string{"https://u:pa55%zz@h/hook?key=k3y", "https://u:pa55/x@h/hook?key=k3y", "https://u:pa55@h:x/hook?key=k3y"} {
+		_, err := Parse([]byte("[webhook.w]\nurl = \"" + u + "\"\nevents = [\"*\"]\n"))
+		if err == nil {
+			t.Errorf("accepted %s", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "pa55") || strings.Contains(err.Error(), "k3y") {
+			t.Errorf("error shows a secret: %v", err)
+		}
 	}
 }

@@ -12,9 +12,13 @@ import (
 // StatusError is an answer of the receiver other than 2xx.
 type StatusError struct {
 	StatusCode int
-	// Body is the start of the answer, at most MaxSnippet bytes.
+	// Body is the start of the answer, at most MaxSnippet bytes, with
+	// every configured secret (URL password and query values, header
+	// values, auth secret, signature key) a receiver may repeat replaced
+	// by config.Redacted.
 	Body string
-	// URL is the receiver, without credentials or query.
+	// URL is the receiver's URL as config.RedactURL shows it: password
+	// and query values replaced by config.Redacted.
 	URL string
 	// RetryAfter is the receiver's Retry-After of a retryable answer, 0
 	// when it sent none.

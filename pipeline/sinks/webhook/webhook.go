@@ -14,7 +14,9 @@
 // receiver sent Retry-After). Any other answer (3xx, since redirects are not
 // followed; 4xx) is permanent: Write returns a pipeline.Permanent error
 // holding a *StatusError with the status and the first 512 bytes of the
-// answer.
+// answer. Errors name the receiver by its URL with the password and query
+// values masked (config.RedactURL), and mask every configured secret the
+// receiver's answer repeats.
 //
 // # Acknowledged request by request
 //
@@ -41,6 +43,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +91,7 @@ type Options struct {
 // concurrency slots). Close is idempotent.
 type Sink struct {
 	name   string
-	target string // scheme://host/path, for messages (no credentials, no query)
+	target string // the URL for messages, as config.RedactURL shows it
 	url    string
 	host   string // a configured Host header, sent as the request's Host
 	header http.Header
@@ -99,6 +102,11 @@ type Sink struct {
 	now    func() time.Time
 	slots  chan *slot
 	closed atomic.Bool
+	// secrets are the configured values that must not reach an error, a
+	// log or a dead letter, longest first: scrub removes them from what
+	// the receiver answers, since receivers like to repeat what they were
+	// sent ("invalid api key ...").
+	secrets []string
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
@@ -127,7 +135,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 		c.Timeout = config.Duration(DefaultTimeout)
 	}
 	var errs []error
-	u, err := url.Parse(c.URL)
+	u, err := config.ParseURL(c.URL) // its error never quotes the URL
 	if err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -163,7 +171,8 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("webhook %s: %w", name, errors.Join(errs...))
 	}
-	s.target = u.Scheme + "://" + u.Host + u.Path
+	s.target = config.RedactURL(c.URL)
+	s.secrets = secretsOf(c, u)
 	switch a := c.Auth; {
 	case a.Username != "":
 		s.header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(a.Username+":"+a.Secret)))
@@ -203,6 +212,89 @@ func newTransport(c config.Webhook) *http.Transport {
 	}
 	tr.MaxIdleConnsPerHost = c.Concurrency
 	return tr
+}
+
+// minSecret is the length below which a configured value is not looked
+// for in answers: a shorter one would mangle them, and hides nothing.
+const minSecret = 4
+
+// secretsOf returns what of c must not appear in an error: the URL's
+// password (or a user name alone, which may be a token) and query values,
+// the header values, the auth secret, the signature key, and the
+// Authorization values built from them; each also as a URL encodes it.
+// Longest first, so that a secret containing another is removed whole.
+func secretsOf(c config.Webhook, u *url.URL) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(v string) {
+		for _, x := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
+			if len(x) >= minSecret && !seen[x] {
+				seen[x] = true
+				out = append(out, x)
+			}
+		}
+	}
+	basic := func(user, pass string) { add(base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))) }
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			add(p)
+			basic(u.User.Username(), p) // the client sends it as basic auth
+		} else {
+			add(u.User.Username())
+		}
+		// The user info as written, escapes and all.
+		_, rest, _ := strings.Cut(c.URL, "://")
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+			rest = rest[:end]
+		}
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			user, pass, ok := strings.Cut(rest[:at], ":")
+			if !ok {
+				pass = user
+			}
+			add(pass)
+		}
+	}
+	for _, kv := range strings.Split(u.RawQuery, "&") {
+		if _, v, ok := strings.Cut(kv, "="); ok {
+			add(v)
+			if dv, err := url.QueryUnescape(v); err == nil {
+				add(dv)
+			}
+		} else {
+			add(kv)
+		}
+	}
+	for _, v := range c.Headers {
+		add(v)
+	}
+	add(c.Auth.Secret)
+	if c.Auth.Username != "" {
+		basic(c.Auth.Username, c.Auth.Secret)
+	}
+	add(c.SignatureKey)
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// scrub returns text with every configured secret replaced by
+// config.Redacted. When text was cut at limit bytes, a secret cut at its
+// end is removed too.
+func (s *Sink) scrub(text string, limit int) string {
+	for _, v := range s.secrets {
+		text = strings.ReplaceAll(text, v, config.Redacted)
+	}
+	if len(text) < limit {
+		return text
+	}
+	for _, v := range s.secrets {
+		for n := len(v) - 1; n >= minSecret; n-- {
+			if strings.HasSuffix(text, v[:n]) {
+				return text[:len(text)-n] + config.Redacted
+			}
+		}
+	}
+	return text
 }
 
 // validHeaderName reports whether k is an HTTP token.
@@ -387,7 +479,7 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, MaxSnippet))
 	io.CopyN(io.Discard, resp.Body, drainLimit)
-	se := &StatusError{StatusCode: resp.StatusCode, Body: string(snippet), URL: s.target}
+	se := &StatusError{StatusCode: resp.StatusCode, Body: s.scrub(string(snippet), MaxSnippet), URL: s.target}
 	if se.Retryable() {
 		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 			se.RetryAfter = d

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -584,6 +585,67 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "Sekr1tQuery") {
 		t.Errorf("error repeats the URL's query: %v", err)
+	}
+}
+
+// TestAnswersNeverShowSecrets: a receiver that repeats in its answer what
+// it was sent (the URL's user info and query, the headers, the
+// Authorization) does not make the sink's errors, which become log lines
+// and dead-letter reasons, show the configured secrets.
+func TestAnswersNeverShowSecrets(t *testing.T) {
+	secrets := []string{"Urlpa55word", "Qu3ryKey/+=", "H3aderVal", "Auth5ecret", "S1gnKey"}
+	echo := func(req *http.Request, body string) string {
+		return fmt.Sprintf("rejected %s: query %q, escaped %s, key %q, authorization %q, url password %q",
+			body, req.URL.Query().Get("api_key"), req.URL.RawQuery, req.Header.Get("X-Api-Key"), req.Header.Get("Authorization"), secrets[0])
+	}
+	for _, tc := range []struct {
+		name  string
+		basic bool
+		pad   int // bytes before the echo, to cut the answer in the middle of a secret
+	}{
+		{"bearer", false, 0},
+		{"basic", true, 0},
+		{"cut", true, webhook.MaxSnippet - len("rejected : query \"") - len("Qu3ryK")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				http.Error(w, echo(req, strings.Repeat("x", tc.pad)), http.StatusBadRequest)
+			}))
+			t.Cleanup(srv.Close)
+			c := &config.Webhook{URL: strings.Replace(srv.URL, "://", "://user:"+secrets[0]+"@", 1) + "/hook?api_key=" + url.QueryEscape(secrets[1]) + "&v=2",
+				Headers: map[string]string{"X-Api-Key": secrets[2]}, Auth: config.BasicAuth{Secret: secrets[3]}, SignatureKey: secrets[4],
+				Timeout: config.Duration(5 * time.Second)}
+			if tc.basic {
+				c.Auth.Username = "user"
+			}
+			s := newSink(t, c, webhook.Options{})
+			err := s.Write(context.Background(), events(1, "sec"))
+			if !delivery.IsPermanent(err) {
+				t.Fatalf("Write = %v, want a permanent error", err)
+			}
+			msg := err.Error()
+			for _, v := range append(secrets, url.QueryEscape(secrets[1]), base64.StdEncoding.EncodeToString([]byte("user:"+secrets[3])),
+				base64.StdEncoding.EncodeToString([]byte("user:"+secrets[0])), "Qu3ryK") {
+				if strings.Contains(msg, v) {
+					t.Errorf("error shows %q: %s", v, msg)
+				}
+			}
+			if !strings.Contains(msg, "/hook?api_key=xxxxx&v=xxxxx") || !strings.Contains(msg, "user:xxxxx@") {
+				t.Errorf("error does not name the receiver with its secrets masked: %s", msg)
+			}
+		})
+	}
+}
+
+func TestNewErrorNeverShowsURL(t *testing.T) {
+	for _, u := range []string{"https://u:pa55%zz@h/hook?key=k3y", "https://u:pa55/x@h/hook?key=k3y"} {
+		_, err := webhook.New("w", &config.Webhook{URL: u}, webhook.Options{})
+		if err == nil {
+			t.Fatalf("New accepted %s", u)
+		}
+		if strings.Contains(err.Error(), "pa55") || strings.Contains(err.Error(), "k3y") {
+			t.Errorf("New(%s): %v shows the URL", u, err)
+		}
 	}
 }
 
