@@ -190,7 +190,7 @@ func TestLogsHideTheNATSPassword(t *testing.T) {
 func TestNoServerSaysWhatToDo(t *testing.T) {
 	c := parse(t, "[nats]\nlisten = \"127.0.0.1:1\"\n") // nothing listens on port 1
 	var log logBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second) // the hint is due after 2s
 	defer cancel()
 	start := time.Now()
 	_, err := app.Start(ctx, c, app.Options{Name: "sinks", LogOutput: &log})
