@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
@@ -128,21 +128,23 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	f.Register(fs)
 	listen := fs.String("listen", "", "`address` to serve on (overrides [publisher] listen, default 127.0.0.1:8025)")
 	httpAddr := fs.String("http", "127.0.0.1:9103", "`address` of /healthz, /readyz, /metrics")
-	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request).\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down).\nAuthentication ([publisher] token, user/password, signature-key) is required when\nlistening beyond loopback.",
+	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request),\nboth with Content-Type: application/json.\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down), or,\nwith Retry-After, when max-in-flight-bytes of requests are in flight.\nAuthentication ([publisher] token, user/password, signature-key) is checked before a\nbody is read, and required when listening beyond loopback.",
 		"  publisher ingest --listen 0.0.0.0:8025 --config mailtel.toml\n  # Stalwart: [webhook.mailtel] url = \"http://mailtel:8025/v1/ingest/stalwart\"")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := f.Load()
+	// --listen is validated with the file: beyond loopback, only with
+	// authentication.
+	cfg, err := config.LoadWith(f.Config, func(c *config.Config) {
+		f.Apply(c)
+		if *listen != "" {
+			c.Publisher.Listen = *listen
+		}
+	})
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Publisher.Listen = *listen
-	}
-	if err := requireAuthBeyondLoopback(cfg.Publisher.Listen, cfg.Publisher.Token != "" || cfg.Publisher.User != "" || cfg.Publisher.SignatureKey != ""); err != nil {
-		return err
-	}
+	limitMemory(cfg.Publisher)
 	p, err := app.Start(ctx, cfg, app.Options{Name: "publisher", HTTP: *httpAddr, MaxPending: cfg.Publisher.MaxInFlight * 2})
 	if err != nil {
 		return err
@@ -154,32 +156,32 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen for ingest on %s: %w", cfg.Publisher.Listen, err)
 	}
-	srv := &http.Server{Handler: ingest.NewHandler(pub, p.JS, cfg.Publisher, p.Log, p.Metrics), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
+	h := ingest.NewHandler(pub, p.JS, cfg.Publisher, p.Log, p.Metrics)
 	p.Log.Info().Str("listen", ln.Addr().String()).Msg("ingest listening: POST " + ingest.PathStalwart + ", " + ingest.PathDovecot)
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve ingest: %w", err)
-	}
-	return nil
+	return h.Serve(ctx, ln)
 }
 
-// requireAuthBeyondLoopback refuses to serve ingest without authentication
-// on an address other hosts can reach.
-func requireAuthBeyondLoopback(addr string, hasAuth bool) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("publisher.listen %q: %w", addr, err)
+// limitMemory sets the soft memory limit of the ingest process, unless
+// GOMEMLIMIT is set: IngestMemoryBase + IngestMemoryPerByte bytes for each
+// byte of max-in-flight-bytes. The GC target of the processes (see
+// app.TuneGC) lets the heap grow to five times what is live; the limit
+// makes the collector work harder instead once requests hold that much.
+func limitMemory(p config.Publisher) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
 	}
-	if hasAuth || config.IsLoopbackHost(host) {
-		return nil
+	inFlight := int64(p.MaxInFlightBytes)
+	if inFlight <= 0 {
+		inFlight = ingest.DefaultMaxInFlightBytes
 	}
-	return fmt.Errorf("ingest on %s is reachable from other hosts: set [publisher] token, user/password or signature-key", addr)
+	debug.SetMemoryLimit(IngestMemoryBase + IngestMemoryPerByte*inFlight)
 }
+
+// The soft memory limit of `publisher ingest` (see limitMemory).
+const (
+	IngestMemoryBase    = 64 << 20
+	IngestMemoryPerByte = 3
+)
 
 func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publisher gen", flag.ContinueOnError)

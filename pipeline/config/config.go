@@ -234,7 +234,8 @@ type Streams struct {
 	RoutedDuplicates Duration `toml:"routed-duplicates"`
 }
 
-// Publisher is `[publisher]`.
+// Publisher is `[publisher]`. Listen is where `publisher ingest` serves;
+// beyond loopback it needs Token, User and Password, or SignatureKey.
 type Publisher struct {
 	Listen       string `toml:"listen"`
 	MaxBody      Size   `toml:"max-body"`
@@ -248,6 +249,24 @@ type Publisher struct {
 	MaxFields int  `toml:"max-fields"`
 	MaxDepth  int  `toml:"max-depth"`
 	MaxString Size `toml:"max-string"`
+	// ReadTimeout bounds the reading of one ingest request, headers and
+	// body (30s); WriteTimeout the time from the end of its headers to the
+	// end of its answer, the storing of its events included (2m); and
+	// IdleTimeout the wait of a keep-alive connection for its next
+	// request (60s).
+	ReadTimeout  Duration `toml:"read-timeout"`
+	WriteTimeout Duration `toml:"write-timeout"`
+	IdleTimeout  Duration `toml:"idle-timeout"`
+	// MaxInFlightBytes caps the bytes of the ingest requests being read
+	// and handled at once (64 MiB): a request that would go over it is
+	// answered 503 without its body being read.
+	MaxInFlightBytes Size `toml:"max-in-flight-bytes"`
+}
+
+// HasAuth reports whether ingest requests must authenticate: a token, a
+// user and password, or a signature key is set.
+func (p Publisher) HasAuth() bool {
+	return p.Token != "" || (p.User != "" && p.Password != "") || p.SignatureKey != ""
 }
 
 // Router is `[router]`.
@@ -451,6 +470,18 @@ func (c *Config) applyDefaults() {
 	defInt(&c.Publisher.MaxDepth, 8)
 	if c.Publisher.MaxString == 0 {
 		c.Publisher.MaxString = 64 << 10
+	}
+	if c.Publisher.ReadTimeout == 0 {
+		c.Publisher.ReadTimeout = Duration(30 * time.Second)
+	}
+	if c.Publisher.WriteTimeout == 0 {
+		c.Publisher.WriteTimeout = Duration(2 * time.Minute)
+	}
+	if c.Publisher.IdleTimeout == 0 {
+		c.Publisher.IdleTimeout = Duration(60 * time.Second)
+	}
+	if c.Publisher.MaxInFlightBytes == 0 {
+		c.Publisher.MaxInFlightBytes = 64 << 20
 	}
 	defInt(&c.Router.Workers, 2)
 	defInt(&c.Router.Batch, 500)
@@ -656,6 +687,7 @@ func (c *Config) Validate() error {
 	if c.Publisher.MaxBody < 1024 {
 		add("publisher.max-body", "must be at least 1KiB")
 	}
+	c.Publisher.check(add)
 	if _, err := catalog.ParseLevel(c.Logging.Level); err != nil {
 		add("logging.level", "%v", err)
 	}
@@ -671,6 +703,27 @@ func (c *Config) Validate() error {
 	}
 	checkUserPassword("publisher", c.Publisher.User, c.Publisher.Password, add)
 	return errors.Join(errs...)
+}
+
+// check validates the ingest server settings of [publisher]: where it
+// listens (beyond loopback only with authentication), its timeouts and its
+// in-flight byte cap.
+func (p Publisher) check(add func(string, string, ...any)) {
+	if host, port, err := net.SplitHostPort(p.Listen); err != nil {
+		add("publisher.listen", "want host:port, not %q", p.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add("publisher.listen", "bad port in %q", p.Listen)
+	} else if !p.HasAuth() && !IsLoopbackHost(host) {
+		add("publisher.listen", "%s is reachable from other hosts, and ingest would store whatever anyone sends: set publisher.token, publisher.user/password or publisher.signature-key, or listen on 127.0.0.1", p.Listen)
+	}
+	if p.WriteTimeout <= p.ReadTimeout {
+		add("publisher.write-timeout", "%s is not longer than publisher.read-timeout (%s): a request whose body took that long could not be answered",
+			p.WriteTimeout.D(), p.ReadTimeout.D())
+	}
+	if p.MaxInFlightBytes < p.MaxBody {
+		add("publisher.max-in-flight-bytes", "%d bytes is less than publisher.max-body (%d bytes): a request of max-body could never be taken",
+			p.MaxInFlightBytes, p.MaxBody)
+	}
 }
 
 // flattenLevels turns the dotted-key form ({auth: {success: "debug"}}) and

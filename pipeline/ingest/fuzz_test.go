@@ -38,7 +38,9 @@ func FuzzIngestHTTP(f *testing.F) {
 			path = ingest.PathStalwart
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, bytes.NewReader([]byte(body))))
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader([]byte(body)))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		var a struct {
 			Accepted, Duplicates int
 			Rejected             []struct{ Index int }
@@ -51,9 +53,13 @@ func FuzzIngestHTTP(f *testing.F) {
 		case http.StatusOK:
 			var n int
 			if stalwart {
-				var b struct{ Events []json.RawMessage }
+				// Keys match exactly (a map, not a struct field); a body
+				// with two "events" is refused.
+				var b map[string]json.RawMessage
+				var events []json.RawMessage
 				json.Unmarshal([]byte(body), &b)
-				n = len(b.Events)
+				json.Unmarshal(b["events"], &events)
+				n = len(events)
 			} else {
 				n = 1
 			}

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,12 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline"
@@ -36,22 +38,47 @@ const (
 //	POST /v1/ingest/stalwart  {"events":[{id,createdAt,type,data}, ...]}
 //	POST /v1/ingest/dovecot   one event_exporter JSON object
 //
+// Before it reads a byte of a request's body it checks, in this order:
+// the bearer token or basic auth (schemes are case-insensitive), and that
+// an X-Signature is there when a signature key is set (401); that the
+// Content-Type is application/json, parameters allowed (415: a browser
+// cannot send that type to another origin without asking first); that
+// the Content-Length is within max-body (413); and that the request's
+// bytes (its Content-Length, or max-body for a chunked body, and
+// RequestOverhead) keep the bytes of the requests in flight within
+// max-in-flight-bytes (503 with Retry-After: 1). These answers close the
+// connection instead of reading the body. Then it reads the body into a
+// buffer of its size, checks its X-Signature (base64 HMAC-SHA256 of the
+// body, as Stalwart signs its webhooks; 401), and walks the events in
+// place: each is checked against the limits on its raw JSON (see
+// checkRaw), decoded, checked and published in turn, so the body is the
+// only copy of the request that lives as long as the request. An event
+// whose decoding takes more memory than RequestOverhead reserves the rest
+// while it is decoded and published; when max-in-flight-bytes has no room
+// for it, it fails (503, Retry-After: 1).
+//
 // It answers 200 only after JetStream stored every accepted event of the
 // request and the dead letter of every rejected one, with
 // {"accepted":N,"duplicates":N,"rejected":[{"index":i,"error":"..."}]}.
 // Events of a batch that cannot be parsed, are over the limits, or whose
 // encoding is larger than the NATS server takes (see
 // pipeline.MaxEventSize) are rejected one by one and dead-lettered without
-// failing the others. A body that is not what the endpoint takes gets 400
-// (413 when too large) with {"error":"..."}; failed authentication 401.
+// failing the others. A batch may carry at most MaxRejected bad events: at
+// the next one the rest of the batch, from that event on, is not ingested
+// but dead-lettered as one (cut to fit), and the answer is 400 with the
+// same counts. A body that is not what the endpoint takes gets 400 (413
+// when too large, 408 when not read within the read timeout) with
+// {"error":"..."}.
 //
 // When an event or a dead letter could not be stored (the NATS connection
-// is down, the request's StoreTimeout passed, the client went away), the
-// answer is 503 with the same counts, of what was stored, and
+// is down, the request's store deadline passed, the client went away),
+// the answer is 503 with the same counts, of what was stored, and
 // "failed":[{"index":i,"error":"..."}] naming what was not, so the sender
 // retries; a retry stores nothing twice (events are deduplicated by id,
 // dead letters by a hash of the input). A request is not started while
 // the connection is down, and one in progress stops when it goes down.
+//
+// Handler is safe for concurrent use.
 type Handler struct {
 	pub     *pipeline.Publisher
 	js      jetstream.JetStream
@@ -60,11 +87,34 @@ type Handler struct {
 	metrics *obs.Metrics
 	limits  Limits
 	mux     *http.ServeMux
+	maxBody int64
+	budget  *budget
+	// write is the server's write timeout (see NewServer), which bounds
+	// the store of a request so that its answer can still be written.
+	write   time.Duration
+	refused *prometheus.CounterVec
 }
 
 // StoreTimeout bounds the time one request may take to store its events
-// and dead letters, from the time its body was read.
+// and dead letters, from the time its body was read. The write timeout
+// bounds it further: a request is answered before the server would cut
+// its connection.
 const StoreTimeout = 60 * time.Second
+
+// MaxRejected is the most bad events one request may carry; see Handler.
+const MaxRejected = 1000
+
+// RequestOverhead is what a request reserves of max-in-flight-bytes on top
+// of its body: its buffers, and the decoding of an event of a usual size.
+// An event whose decoding takes more reserves the rest while it is
+// decoded and published.
+const RequestOverhead = 64 << 10
+
+// Defaults of a zero [publisher] section (see config.Publisher).
+const (
+	DefaultMaxBody          = 8 << 20
+	DefaultMaxInFlightBytes = 64 << 20
+)
 
 // ErrNotConnected is the reason of what a request could not store because
 // the NATS connection was not connected.
@@ -73,15 +123,48 @@ var ErrNotConnected = errors.New("not connected to NATS")
 // NewHandler returns the ingest handler. Authentication is required when
 // cfg sets a token, a user/password or a signature key. js is the
 // JetStream context of pub, used for dead letters and to watch the
-// connection.
+// connection. Its metrics (mailtel_ingest_in_flight_bytes,
+// mailtel_ingest_refused_total) are registered in m's registry.
 func NewHandler(pub *pipeline.Publisher, js jetstream.JetStream, cfg config.Publisher, log zerolog.Logger, m *obs.Metrics) *Handler {
-	h := &Handler{pub: pub, js: js, cfg: cfg, log: log, metrics: m, limits: LimitsFrom(cfg), mux: http.NewServeMux()}
+	h := &Handler{pub: pub, js: js, cfg: cfg, log: log, metrics: m, limits: LimitsFrom(cfg), mux: http.NewServeMux(),
+		maxBody: int64(cfg.MaxBody)}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	limit := int64(cfg.MaxInFlightBytes)
+	if limit <= 0 {
+		limit = DefaultMaxInFlightBytes
+	}
+	inFlight, refused := ingestMetrics(m)
+	h.budget = &budget{limit: max(limit, h.maxBody+RequestOverhead), gauge: inFlight}
+	h.refused = refused
+	_, h.write, _ = timeouts(cfg)
 	h.mux.HandleFunc("POST "+PathStalwart, h.stalwart)
 	h.mux.HandleFunc("POST "+PathDovecot, h.dovecot)
 	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// ingestMetrics returns the handler's metrics, registered in m's registry
+// (or the ones registered there before, by another handler).
+func ingestMetrics(m *obs.Metrics) (prometheus.Gauge, *prometheus.CounterVec) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "mailtel", Name: "ingest_in_flight_bytes",
+		Help: "Bytes reserved by the ingest requests being read or handled (at most [publisher] max-in-flight-bytes)."})
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "mailtel", Name: "ingest_refused_total",
+		Help: "Ingest requests refused, by reason: unauthorized, media-type, too-large, busy (over max-in-flight-bytes)."}, []string{"reason"})
+	if m == nil || m.Registry == nil {
+		return g, c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if err := m.Registry.Register(g); errors.As(err, &are) {
+		g = are.ExistingCollector.(prometheus.Gauge)
+	}
+	if err := m.Registry.Register(c); errors.As(err, &are) {
+		c = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	return g, c
+}
 
 type rejected struct {
 	Index int    `json:"index"`
@@ -96,85 +179,55 @@ type answer struct {
 	Error      string     `json:"error,omitempty"`
 }
 
-// entry is one event of a request: parsed (ev) or rejected (reason), and
-// what became of it.
-type entry struct {
-	raw    []byte        // the event as sent, for its dead letter
-	ev     *schema.Event // nil when rejected
-	reason error         // why it was rejected
-
-	// Set once JetStream answered for the event or its dead letter, under
-	// request.mu.
-	settled bool
-	dup     bool
-	err     error
-}
-
 func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.readBody(w, r)
+	began := time.Now()
+	body, done, ok := h.admit(w, r)
 	if !ok {
 		return
 	}
-	var batch struct {
-		Events []json.RawMessage `json:"events"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&batch); err != nil {
-		h.fail(w, http.StatusBadRequest, fmt.Errorf("body is not {\"events\":[...]}: %w", err))
+	defer done()
+	if !json.Valid(body) {
+		h.fail(w, http.StatusBadRequest, errNotBatch{syntaxError(body).Error()})
 		return
 	}
-	if dec.More() {
-		h.fail(w, http.StatusBadRequest, errors.New("body has data after the JSON object"))
+	open, err := findEvents(body)
+	if err != nil {
+		h.fail(w, http.StatusBadRequest, err)
 		return
 	}
-	if batch.Events == nil {
-		h.fail(w, http.StatusBadRequest, errors.New(`body has no "events" array`))
-		return
-	}
-	evs := make([]schema.Event, len(batch.Events))
-	es := make([]entry, len(batch.Events))
-	for i, raw := range batch.Events {
-		es[i].raw = raw
-		err := schema.FromStalwart(raw, &evs[i])
-		if err == nil {
-			err = h.limits.Check(&evs[i])
+	rq := h.newRequest(r, began, func(i int) string { return fmt.Sprintf("stalwart event %d", i) })
+	eachElement(body, open, func(start int, raw []byte) bool {
+		if rq.add(raw, true, schema.FromStalwart) {
+			return true
 		}
-		if err != nil {
-			es[i].reason = err
-			continue
-		}
-		es[i].ev = &evs[i]
+		rq.refuseRest(body[start:])
+		return false
+	})
+	a, ok := rq.finish()
+	switch {
+	case !ok:
+		h.unavailable(w, a)
+	case rq.tooMany >= 0:
+		a.Error = fmt.Sprintf("more than %d bad events: event %d and those after it were not ingested, but dead-lettered as one", MaxRejected, rq.tooMany)
+		writeJSON(w, http.StatusBadRequest, a)
+	default:
+		writeJSON(w, http.StatusOK, a)
 	}
-	a, ok := h.store(r, es, func(i int) string { return fmt.Sprintf("stalwart event %d", i) })
-	if !ok {
-		h.log.Error().Str("error", a.Error).Int("status", http.StatusServiceUnavailable).Msg("ingest failed")
-		writeJSON(w, http.StatusServiceUnavailable, a)
-		return
-	}
-	writeJSON(w, http.StatusOK, a)
 }
 
 func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.readBody(w, r)
+	began := time.Now()
+	body, done, ok := h.admit(w, r)
 	if !ok {
 		return
 	}
-	var ev schema.Event
-	es := []entry{{raw: body}}
-	err := schema.FromDovecot(body, &ev)
-	if err == nil {
-		err = h.limits.Check(&ev)
-	}
-	if err != nil {
-		es[0].reason = err
-	} else {
-		es[0].ev = &ev
-	}
-	a, ok := h.store(r, es, func(int) string { return "dovecot event" })
+	defer done()
+	rq := h.newRequest(r, began, func(int) string { return "dovecot event" })
+	rq.add(body, json.Valid(body), schema.FromDovecot)
+	a, ok := rq.finish()
 	switch {
 	case !ok:
-		h.log.Error().Str("error", a.Error).Int("status", http.StatusServiceUnavailable).Msg("ingest failed")
-		writeJSON(w, http.StatusServiceUnavailable, a)
+		h.unavailable(w, a)
 	case len(a.Rejected) > 0:
 		// Rejected and dead-lettered: the sender should not retry.
 		writeJSON(w, http.StatusBadRequest, answer{Error: "dovecot event: " + a.Rejected[0].Error})
@@ -183,29 +236,195 @@ func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// request is the state of one request's store.
-type request struct {
-	mu sync.Mutex
-	es []entry
-	wg sync.WaitGroup // events and dead letters in flight
+// admit checks a request before its body is read (see Handler), reserves
+// its bytes, reads its body and checks its signature. Unless it returns
+// true, it has answered; done gives the reserved bytes back.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request) (body []byte, done func(), ok bool) {
+	if err := h.authenticate(r); err != nil {
+		h.refuse(w, r, http.StatusUnauthorized, "unauthorized", err)
+		return nil, nil, false
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		h.refuse(w, r, http.StatusUnsupportedMediaType, "media-type", err)
+		return nil, nil, false
+	}
+	n := r.ContentLength
+	if n > h.maxBody {
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, "too-large", fmt.Errorf("body of %d bytes, larger than %d bytes (max-body)", n, h.maxBody))
+		return nil, nil, false
+	}
+	reserve := n
+	if reserve < 0 {
+		reserve = h.maxBody // chunked: as much as it may grow to
+	}
+	reserve += RequestOverhead
+	if !h.budget.acquire(reserve) {
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusServiceUnavailable, "busy", fmt.Errorf("busy: the requests in flight hold %d bytes, and %d more would pass the limit of %d (max-in-flight-bytes); retry",
+			h.budget.used.Load(), reserve, h.budget.limit))
+		return nil, nil, false
+	}
+	done = func() { h.budget.release(reserve) }
+	body, status, err := h.readBody(w, r, n)
+	if err == nil {
+		if err = h.checkSignature(r, body); err != nil {
+			status = http.StatusUnauthorized
+			h.refused.WithLabelValues("unauthorized").Inc()
+		}
+	}
+	if err != nil {
+		done()
+		h.fail(w, status, err)
+		return nil, nil, false
+	}
+	return body, done, true
 }
 
-// store publishes the parsed events of es and dead-letters the rejected
-// ones (label(i) names event i in reasons), all under one
-// deadline: StoreTimeout, the request's context, and the NATS connection
-// (it stops at once when the connection is not connected). It returns the
-// answer and whether everything was stored; the answer's counts are what
-// JetStream acknowledged.
-func (h *Handler) store(r *http.Request, es []entry, label func(i int) string) (answer, bool) {
-	h.metrics.Received.WithLabelValues("ingest").Add(float64(len(es)))
-	ctx, cancel := context.WithTimeoutCause(r.Context(), StoreTimeout,
-		fmt.Errorf("not stored within %v", StoreTimeout))
-	defer cancel()
+// refuse answers a request whose body was not read, and closes the
+// connection after the answer rather than read the body to reuse it.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
+	h.refused.WithLabelValues(reason).Inc()
+	h.log.Debug().Err(err).Int("status", status).Str("remote", r.RemoteAddr).Msg("ingest request refused")
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	writeJSON(w, status, answer{Error: err.Error()})
+}
+
+// readBody reads a body of n bytes (-1: chunked, up to max-body) into a
+// buffer of its size. It returns the status of the answer when it fails.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, n int64) ([]byte, int, error) {
+	var body []byte
+	var err error
+	if n >= 0 {
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	}
+	var tooBig *http.MaxBytesError
+	var nerr net.Error
+	switch {
+	case err == nil:
+		return body, 0, nil
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes (max-body)", tooBig.Limit)
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return nil, http.StatusRequestTimeout, fmt.Errorf("read body: not read within the read timeout: %w", err)
+	}
+	return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+}
+
+// authenticate checks what the headers can tell before the body is read:
+// the bearer token or basic auth, and that an X-Signature (base64 of an
+// HMAC-SHA256) is there when a signature key is set.
+func (h *Handler) authenticate(r *http.Request) error {
+	c := h.cfg
+	if c.Token != "" || c.User != "" {
+		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok := false
+		switch {
+		case c.Token != "" && strings.EqualFold(scheme, "Bearer"):
+			ok = equal(strings.TrimLeft(cred, " "), c.Token)
+		case c.User != "" && strings.EqualFold(scheme, "Basic"):
+			u, p, has := r.BasicAuth()
+			user, pass := equal(u, c.User), equal(p, c.Password)
+			ok = has && user && pass
+		}
+		if !ok {
+			return errors.New("missing or wrong credentials")
+		}
+	}
+	if c.SignatureKey != "" {
+		if sig, err := base64.StdEncoding.DecodeString(r.Header.Get("X-Signature")); err != nil || len(sig) != sha256.Size {
+			return errors.New("missing or wrong X-Signature")
+		}
+	}
+	return nil
+}
+
+// checkSignature checks the X-Signature of the body, when a signature key
+// is set: the base64 HMAC-SHA256 of the body, as Stalwart signs its
+// webhooks.
+func (h *Handler) checkSignature(r *http.Request, body []byte) error {
+	if h.cfg.SignatureKey == "" {
+		return nil
+	}
+	got, err := base64.StdEncoding.DecodeString(r.Header.Get("X-Signature"))
+	mac := hmac.New(sha256.New, []byte(h.cfg.SignatureKey))
+	mac.Write(body)
+	if err != nil || !hmac.Equal(got, mac.Sum(nil)) {
+		return errors.New("missing or wrong X-Signature")
+	}
+	return nil
+}
+
+// equal compares a credential in constant time, its length included.
+func equal(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// checkContentType accepts application/json, with parameters
+// (application/json; charset=utf-8), in any case.
+func checkContentType(ct string) error {
+	if mt, _, _ := strings.Cut(ct, ";"); strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+		return nil
+	}
+	if ct == "" {
+		return errors.New("no Content-Type: want application/json")
+	}
+	if len(ct) > 64 {
+		ct = ct[:64] + "..."
+	}
+	return fmt.Errorf("content type %q: want application/json", ct)
+}
+
+// outcome is what became of one event of a request.
+type outcome uint8
+
+const (
+	unsettled    outcome = iota // published or not, JetStream has not answered
+	stored                      // stored in EVENTS
+	duplicate                   // EVENTS held it already
+	failed                      // not stored: request.errs
+	rejectedOpen                // rejected; its dead letter is in flight or not sent
+	rejectedDone                // rejected and dead-lettered
+	rejectedLost                // rejected; its dead letter was not stored: request.errs
+)
+
+// request is the state of one request: one byte per event, the reasons of
+// its rejected events (at most MaxRejected and one) and the errors of the
+// failed ones.
+type request struct {
+	h       *Handler
+	ctx     context.Context
+	stop    func() // ends ctx and the watch of the connection
+	label   func(i int) string
+	letters *letters
+	wg      sync.WaitGroup // events and dead letters in flight
+	tooMany int            // the event at which the batch was cut, or -1
+
+	mu       sync.Mutex
+	outcomes []outcome
+	rejected []rejected
+	errs     map[int]error
+}
+
+// newRequest starts the store of a request's events (label(i) names event
+// i in reasons), all under one deadline: StoreTimeout, the server's write
+// timeout from began (the end of its headers), the request's context, and
+// the NATS connection (the request stops at once when the connection is
+// not connected).
+func (h *Handler) newRequest(r *http.Request, began time.Time, label func(i int) string) *request {
+	limit := StoreTimeout
+	if left := time.Until(began.Add(h.write - min(time.Second, h.write/10))); left < limit {
+		limit = max(left, 0)
+	}
+	ctx, cancel := context.WithTimeoutCause(r.Context(), limit, fmt.Errorf("not stored within %v", limit.Round(time.Millisecond)))
 	ctx, lost := context.WithCancelCause(ctx)
-	defer lost(nil)
 	nc := h.js.Conn()
 	changed := nc.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
-	defer nc.RemoveStatusListener(changed) // closes changed
 	go func() {
 		if s, ok := <-changed; ok {
 			lost(fmt.Errorf("%w: connection %s", ErrNotConnected, s))
@@ -214,152 +433,209 @@ func (h *Handler) store(r *http.Request, es []entry, label func(i int) string) (
 	if s := nc.Status(); s != nats.CONNECTED {
 		lost(fmt.Errorf("%w: connection %s", ErrNotConnected, s))
 	}
+	return &request{h: h, ctx: ctx, label: label, letters: newLetters(h.js, 0), tooMany: -1, errs: map[int]error{},
+		stop: func() {
+			nc.RemoveStatusListener(changed) // closes changed
+			lost(nil)
+			cancel()
+		}}
+}
 
-	rq := &request{es: es}
-	for i := range es {
-		if ctx.Err() != nil {
-			break // what is left is failed with the cause
-		}
-		if es[i].ev == nil {
-			continue
-		}
-		rq.wg.Add(1)
-		err := h.pub.Publish(ctx, es[i].ev, func(a pipeline.Ack) {
-			rq.mu.Lock()
-			es[i].settled, es[i].dup, es[i].err = true, a.Duplicate, a.Err
-			rq.mu.Unlock()
-			rq.wg.Done()
-		})
-		if err == nil {
-			continue
-		}
-		rq.wg.Done()
-		rq.mu.Lock()
-		if tooLarge := (*pipeline.TooLargeError)(nil); errors.As(err, &tooLarge) {
-			es[i].ev, es[i].reason = nil, tooLarge
-		} else if ctx.Err() == nil {
-			es[i].settled, es[i].err = true, err
-		} // else unsettled: failed with the cause
-		rq.mu.Unlock()
+// add takes the next event of the request, raw (valid JSON, as far as the
+// caller knows): it parses and checks it, and publishes it or rejects and
+// dead-letters it. It returns false, having taken nothing, when the event
+// is bad and the request has MaxRejected bad events already. Once the
+// request's context ended, events are only counted (and reported failed).
+func (rq *request) add(raw []byte, valid bool, parse func([]byte, *schema.Event) error) bool {
+	rq.mu.Lock()
+	i := len(rq.outcomes)
+	rq.outcomes = append(rq.outcomes, unsettled)
+	rq.mu.Unlock()
+	if rq.ctx.Err() != nil {
+		return true // failed with the cause
 	}
-	ls := newLetters(h.js, 0)
-	for i := range es {
-		if es[i].reason == nil {
-			continue
-		}
-		reason := fmt.Errorf("%s: %w", label(i), es[i].reason)
-		h.metrics.Published.WithLabelValues("rejected").Inc()
-		h.log.Warn().Err(reason).Msg("rejected event")
-		if ctx.Err() != nil {
-			continue // not connected or out of time: failed with the cause
-		}
-		rq.wg.Add(1)
-		ls.send(ctx, es[i].raw, reason, func(err error) {
-			if err == nil {
-				h.metrics.DeadLettered.WithLabelValues("ingest").Inc()
+	// What the limits refuse is refused before the adapter decodes it.
+	// The memory its decoding takes beyond what the request reserved is
+	// reserved while it is decoded and published, and what its strings
+	// grow by (the encoding holds it) until JetStream has answered.
+	var decoded, grown int64
+	var err error
+	if valid {
+		decoded, grown, err = checkRaw(raw, rq.h.limits)
+	}
+	if err == nil {
+		transient := max(decoded-RequestOverhead, 0)
+		if need := transient + grown; need > 0 && !rq.h.budget.acquire(need) {
+			if need > rq.h.budget.limit {
+				err = fmt.Errorf("event would take about %d bytes of memory to decode, more than max-in-flight-bytes (%d)", need, rq.h.budget.limit)
 			} else {
-				h.log.Error().Err(err).Msg("dead-letter rejected event")
+				rq.mu.Lock()
+				rq.outcomes[i], rq.errs[i] = failed, fmt.Errorf("busy: no memory left for an event that takes about %d bytes decoded (max-in-flight-bytes); retry", need)
+				rq.mu.Unlock()
+				return true
 			}
-			rq.mu.Lock()
-			es[i].settled, es[i].err = true, err
-			rq.mu.Unlock()
-			rq.wg.Done()
-		})
+		} else {
+			defer rq.h.budget.release(transient)
+		}
 	}
+	if err == nil {
+		ev := new(schema.Event)
+		if err = parse(raw, ev); err == nil {
+			err = rq.h.limits.Check(ev)
+		}
+		if err == nil {
+			rq.wg.Add(1)
+			err = rq.h.pub.Publish(rq.ctx, ev, func(a pipeline.Ack) {
+				rq.h.budget.release(grown)
+				rq.mu.Lock()
+				switch {
+				case a.Err != nil:
+					rq.outcomes[i] = failed
+					rq.errs[i] = a.Err
+				case a.Duplicate:
+					rq.outcomes[i] = duplicate
+				default:
+					rq.outcomes[i] = stored
+				}
+				rq.mu.Unlock()
+				rq.wg.Done()
+			})
+			if err == nil {
+				return true
+			}
+			rq.wg.Done()
+			rq.h.budget.release(grown)
+			tooLarge := (*pipeline.TooLargeError)(nil)
+			if !errors.As(err, &tooLarge) {
+				if rq.ctx.Err() == nil {
+					rq.mu.Lock()
+					rq.outcomes[i], rq.errs[i] = failed, err
+					rq.mu.Unlock()
+				} // else unsettled: failed with the cause
+				return true
+			}
+			err = tooLarge
+		} else {
+			rq.h.budget.release(grown)
+		}
+	}
+	if !rq.reject(i, raw, err, false) {
+		rq.mu.Lock()
+		rq.outcomes = rq.outcomes[:i]
+		rq.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// reject records event i as rejected for reason and dead-letters raw,
+// unless the request has MaxRejected rejected events already and force is
+// false.
+func (rq *request) reject(i int, raw []byte, reason error, force bool) bool {
+	rq.mu.Lock()
+	if len(rq.rejected) >= MaxRejected && !force {
+		rq.mu.Unlock()
+		return false
+	}
+	rq.rejected = append(rq.rejected, rejected{Index: i, Error: reason.Error()})
+	if i == len(rq.outcomes) {
+		rq.outcomes = append(rq.outcomes, unsettled)
+	}
+	rq.outcomes[i] = rejectedOpen
+	rq.mu.Unlock()
+	reason = fmt.Errorf("%s: %w", rq.label(i), reason)
+	if m := rq.h.metrics; m != nil {
+		m.Published.WithLabelValues("rejected").Inc()
+	}
+	rq.h.log.Warn().Err(reason).Msg("rejected event")
+	if rq.ctx.Err() != nil {
+		return true // not connected or out of time: failed with the cause
+	}
+	rq.wg.Add(1)
+	rq.letters.send(rq.ctx, raw, reason, func(err error) {
+		if err == nil {
+			if m := rq.h.metrics; m != nil {
+				m.DeadLettered.WithLabelValues("ingest").Inc()
+			}
+		} else {
+			rq.h.log.Error().Err(err).Msg("dead-letter rejected event")
+		}
+		rq.mu.Lock()
+		if err != nil {
+			rq.outcomes[i], rq.errs[i] = rejectedLost, err
+		} else {
+			rq.outcomes[i] = rejectedDone
+		}
+		rq.mu.Unlock()
+		rq.wg.Done()
+	})
+	return true
+}
+
+// refuseRest cuts a batch with too many bad events at its next event: the
+// rest of the body, from that event on, is dead-lettered as one.
+func (rq *request) refuseRest(rest []byte) {
+	rq.mu.Lock()
+	i := len(rq.outcomes)
+	rq.mu.Unlock()
+	rq.tooMany = i
+	rq.reject(i, rest, fmt.Errorf("this and the events after it were not ingested: the batch has more than %d bad events", MaxRejected), true)
+}
+
+// finish waits until JetStream answered for every event and dead letter
+// of the request, or its deadline, and returns the answer and whether
+// everything was stored; the answer's counts are what JetStream
+// acknowledged.
+func (rq *request) finish() (answer, bool) {
 	waited := make(chan struct{})
 	go func() { rq.wg.Wait(); close(waited) }()
 	select {
 	case <-waited:
-	case <-ctx.Done():
+	case <-rq.ctx.Done():
 	}
-	return rq.answer(context.Cause(ctx))
-}
-
-// answer describes what was stored; cause is why the wait ended early, if
-// it did.
-func (rq *request) answer(cause error) (answer, bool) {
+	cause := context.Cause(rq.ctx)
+	rq.stop()
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
-	var a answer
-	for i, e := range rq.es {
-		if e.reason != nil {
-			a.Rejected = append(a.Rejected, rejected{Index: i, Error: e.reason.Error()})
-		}
-		err := e.err
-		if !e.settled {
-			err = cause
-			if err == nil {
-				err = errors.New("not stored") // cannot happen: the wait ended early
-			}
-		}
-		switch {
-		case err != nil && e.reason != nil:
-			a.Failed = append(a.Failed, rejected{Index: i, Error: "rejected, and its dead letter was not stored: " + err.Error()})
-		case err != nil:
-			a.Failed = append(a.Failed, rejected{Index: i, Error: err.Error()})
-		case e.reason == nil:
+	if m := rq.h.metrics; m != nil {
+		m.Received.WithLabelValues("ingest").Add(float64(len(rq.outcomes)))
+	}
+	why := "not stored" // cannot happen: the wait ended early
+	if cause != nil {
+		why = cause.Error()
+	}
+	a := answer{Rejected: rq.rejected}
+	for i, o := range rq.outcomes {
+		switch o {
+		case stored:
 			a.Accepted++
-			if e.dup {
-				a.Duplicates++
-			}
+		case duplicate:
+			a.Accepted++
+			a.Duplicates++
+		case unsettled:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: why})
+		case failed:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: rq.errs[i].Error()})
+		case rejectedOpen:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: "rejected, and its dead letter was not stored: " + why})
+		case rejectedLost:
+			a.Failed = append(a.Failed, rejected{Index: i, Error: "rejected, and its dead letter was not stored: " + rq.errs[i].Error()})
 		}
 	}
 	if len(a.Failed) > 0 {
-		a.Error = fmt.Sprintf("%d of %d events not stored; first: event %d: %s", len(a.Failed), len(rq.es), a.Failed[0].Index, a.Failed[0].Error)
+		a.Error = fmt.Sprintf("%d of %d events not stored; first: event %d: %s", len(a.Failed), len(rq.outcomes), a.Failed[0].Index, a.Failed[0].Error)
 		return a, false
 	}
 	return a, true
 }
 
-// readBody authenticates the request and reads the body within the limit.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.MaxBody)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			h.fail(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooBig.Limit))
-		} else {
-			h.fail(w, http.StatusBadRequest, fmt.Errorf("read body: %w", err))
-		}
-		return nil, false
-	}
-	if err := h.authenticate(r, body); err != nil {
-		h.fail(w, http.StatusUnauthorized, err)
-		return nil, false
-	}
-	return body, true
+// unavailable answers 503 for a request of which something could not be
+// stored: the sender should retry.
+func (h *Handler) unavailable(w http.ResponseWriter, a answer) {
+	h.log.Error().Str("error", a.Error).Int("status", http.StatusServiceUnavailable).Msg("ingest failed")
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, a)
 }
-
-// authenticate checks every configured credential: the bearer token or
-// basic auth, and the X-Signature (base64 HMAC-SHA256 of the body, as
-// Stalwart signs its webhooks).
-func (h *Handler) authenticate(r *http.Request, body []byte) error {
-	c := h.cfg
-	if c.Token != "" || c.User != "" {
-		ok := false
-		if c.Token != "" {
-			ok = equal(r.Header.Get("Authorization"), "Bearer "+c.Token)
-		}
-		if !ok && c.User != "" {
-			u, p, has := r.BasicAuth()
-			ok = has && equal(u, c.User) && equal(p, c.Password)
-		}
-		if !ok {
-			return errors.New("missing or wrong credentials")
-		}
-	}
-	if c.SignatureKey != "" {
-		got, err := base64.StdEncoding.DecodeString(r.Header.Get("X-Signature"))
-		mac := hmac.New(sha256.New, []byte(c.SignatureKey))
-		mac.Write(body)
-		if err != nil || !hmac.Equal(got, mac.Sum(nil)) {
-			return errors.New("missing or wrong X-Signature")
-		}
-	}
-	return nil
-}
-
-func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 func (h *Handler) fail(w http.ResponseWriter, status int, err error) {
 	if status >= 500 {

@@ -250,7 +250,9 @@ func TestHTTPNATSDown(t *testing.T) {
 		cancel()
 		rec := httptest.NewRecorder()
 		body := batchOf(stalwartEvent("gone1", 1, 10), `{"id":"gone2","type":"nope"}`)
-		h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, ingest.PathStalwart, strings.NewReader(body)))
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, ingest.PathStalwart, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		var a answer
 		json.Unmarshal(rec.Body.Bytes(), &a)
 		if rec.Code != 503 || a.Accepted != 0 || len(a.Failed) != 2 || !strings.Contains(a.Error, "context canceled") {

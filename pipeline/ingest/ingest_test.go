@@ -206,7 +206,7 @@ func TestHTTP(t *testing.T) {
 		check            func(map[string]any) string
 	}{
 		{"no token", ingest.PathStalwart, batch, map[string]string{"X-Signature": sign(batch)}, 401, nil},
-		{"bad signature", ingest.PathStalwart, batch, map[string]string{"Authorization": "Bearer t0ken", "X-Signature": sign("other")}, 401, nil},
+		{"bad signature", ingest.PathStalwart, batch, map[string]string{"Authorization": "Bearer t0ken", "X-Signature": sign("other"), "Content-Type": "application/json"}, 401, nil},
 		{"partial batch", ingest.PathStalwart, batch, auth(batch), 200, func(a map[string]any) string {
 			rej, _ := a["rejected"].([]any)
 			if a["accepted"] != 2.0 || len(rej) != 1 || rej[0].(map[string]any)["index"] != 1.0 {
