@@ -198,15 +198,24 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 		once.Do(func() {
 			close(paused)
 			it.Drain()
-			r.release(msgs)
 		})
 	}
 	go func() {
 		defer close(msgs)
+		// Messages that arrive after the pause are held, not naked at
+		// once: the server would hand a naked message straight back to a
+		// pull request of this subscription that is still open. Once the
+		// iterator is closed, its subscription is gone, the server skips
+		// its requests, and what was fetched is released to the others.
+		var held []jetstream.Msg
 		for {
 			m, err := it.Next()
 			if err != nil {
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					for _, m := range held {
+						m.Nak()
+					}
+					r.release(msgs)
 					return
 				}
 				r.log.Warn().Err(err).Msg("pull")
@@ -214,14 +223,14 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 			}
 			select {
 			case <-paused:
-				m.Nak()
+				held = append(held, m)
 				continue
 			default:
 			}
 			select {
 			case msgs <- m:
 			case <-paused:
-				m.Nak()
+				held = append(held, m)
 			}
 		}
 	}()

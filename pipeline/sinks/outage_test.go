@@ -107,16 +107,10 @@ events = ["*"]
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		pipeline.NewRouter(p.JS, pipeline.NewTable(cfg.SinkSpecs(), cfg.Levels), pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health).Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := sinks.Run(ctx, p, nil, sinks.Options{}); err != nil {
-			t.Errorf("sinks: %v", err)
-		}
 	}()
 
 	g := synth.New(synth.Options{Seed: 5, Start: time.Now().Add(-time.Hour)})
@@ -164,8 +158,25 @@ events = ["*"]
 		return info.NumPending, info.NumAckPending
 	}
 
+	// The sink starts on a full backlog, so that it holds a whole batch
+	// and has the next ones fetched when its first write fails.
 	down := time.Now()
 	publish(3000)
+	poll(t, 30*time.Second, "the router copies the first events", func() bool {
+		cons, err := p.JS.Consumer(ctx, cfg.Streams.Events, cfg.Router.Consumer)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := sinks.Run(ctx, p, nil, sinks.Options{}); err != nil {
+			t.Errorf("sinks: %v", err)
+		}
+	}()
 	poll(t, 30*time.Second, "the sink pauses: /readyz says degraded", func() bool {
 		return strings.Contains(readyz(), "degraded") && gauge() == 0
 	})
