@@ -17,18 +17,19 @@ import (
 const tailSynopsis = `usage: sinks tail SUBJECT... [--since DURATION|TIME] [--level LEVEL] [--json] [--config FILE]
 
 Prints the events stored on the subjects, decoded, as they arrive, until
-Ctrl-C. Subjects take NATS wildcards: '*' is one token, '>' the rest:
-events.auth.> (every authentication event), events.*.error, routed.siem.>
-(what the router sent to sink siem), dlq.> (dead letters). All subjects must
+Ctrl-C. Subjects take NATS wildcards, '*' one token and '>' the rest, so
+quote them for the shell: 'events.auth.>' (every authentication event),
+'events.*.error', 'routed.siem.>' (what the router sent to sink siem),
+'dlq.>' (dead letters). All subjects must
 be in one stream (events., routed. or dlq.). By default only new events are
 shown; --since starts earlier (a duration before now, or RFC 3339). The output
 is Stalwart's log line, or JSON lines with --json; an event sent to several
 sinks shows once. The stream is read through an ephemeral ordered consumer,
 so tailing never disturbs the pipeline.`
 
-const tailExample = `  sinks tail events.auth.>
-  sinks tail 'events.*.error' events.smtp.> --since 10m --level warn
-  sinks tail routed.siem.> --json --config mailtel.toml`
+const tailExample = `  sinks tail 'events.auth.>'
+  sinks tail 'events.*.error' 'events.smtp.>' --since 10m --level warn
+  sinks tail 'routed.siem.>' --json --config mailtel.toml`
 
 // runTail is `sinks tail`.
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,7 +47,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if len(subjects) == 0 {
 		fs.Usage()
-		return fmt.Errorf("sinks tail: give at least one subject, e.g. events.auth.>")
+		return fmt.Errorf("sinks tail: give at least one subject, e.g. 'events.auth.>'")
 	}
 	cfg, err := f.Load()
 	if err != nil {
