@@ -11,22 +11,23 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline"
-	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
 
 var (
 	flagLong   = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
-	flagSeed   = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule")
+	flagSeed   = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
 	flagEvents = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
 	flagKeep   = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+	flagFreeze = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
 )
 
 // profile is the shape of one crash run.
@@ -122,16 +123,26 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		prof.events = *flagEvents
 	}
 	seed := *flagSeed
+	if seed == 0 {
+		seed = 1 + rand.Uint64N(1<<20)
+	}
 	rerun := fmt.Sprintf("go test ./pipeline/crashtest -run %s -count=1 -crash.seed=%d -crash.events=%d", t.Name(), seed, prof.events)
 	if prof.name == "soak" {
 		rerun += " -crash.long -timeout 30m"
+	}
+	if *flagNATSServer != "" {
+		rerun += " -crash.nats-server=" + *flagNATSServer
+	}
+	if *flagStress {
+		rerun += " -crash.stress"
 	}
 	t.Logf("crash test %s: seed %d, %d events (rerun: %s)", prof.name, seed, prof.events, rerun)
 	began := time.Now()
 
 	bin := buildBinaries(t)
-	env := pipelinetest.Start(t)
 	dir := workDir(t)
+	srv := startServer(t, dir)
+	startStress(t)
 	cfgPath := writeConfig(t, dir, serverFanOut)
 
 	// Two publishers with their own seeds: one as fast as it can, one paced
@@ -158,7 +169,8 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	}
 	t.Logf("expect %d events at sink all, %d at sink auth; %d kills planned over %s", wantAll, wantAuth, len(steps), schedule)
 
-	c := newCluster(t, bin, dir, cfgPath, env.NATS.URL)
+	t.Logf("server: %s %s; watchdog: %s", srv.describe(), srv.url, *flagWatchdog)
+	c := newCluster(t, bin, dir, cfgPath, srv.url)
 	defer func() {
 		if t.Failed() {
 			t.Logf("timeline:\n%s", c.timelineText())
@@ -179,22 +191,31 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		}
 		pubs = append(pubs, c.start("publisher", args...))
 	}
+	wd := startWatchdog(t, c, srv, dir)
+	defer wd.Stop()
 
 	for i, s := range steps {
 		if !sleepWatching(t, c, s.gap) {
 			t.FailNow()
 		}
+		if *flagFreeze != "" && i > 0 {
+			continue // frozen: no more kills, which would unfreeze the run
+		}
 		ch.crash(s, fmt.Sprintf("(step %d/%d)", i+1, len(steps)))
+		if *flagFreeze != "" {
+			ch.freeze(*flagFreeze)
+		}
 	}
 	c.note("kill schedule done: %d router kills, %d sinks kills", ch.kills["router"], ch.kills["sinks"])
 	published := waitPublishers(t, c, pubs, streams, prof.publish)
 	publishedAt := c.elapsed()
 
 	// Router and sinks catch up, then stop.
-	if err := waitDrained(t, c, env.JS, prof.drain, storedAll); err != nil {
+	if err := waitDrained(t, c, srv.js, prof.drain, storedAll); err != nil {
 		t.Fatal(err)
 	}
 	drainedAt := c.elapsed()
+	wd.Stop()
 	for _, p := range append(ch.routers, ch.sinks) {
 		c.stop(p)
 	}
@@ -203,8 +224,8 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
 	}
 
-	counts := checkStreams(t, env.JS, prof.events, storedAll, wantAuth)
-	if st, err := env.JS.Stream(context.Background(), "ROUTED_all"); err != nil {
+	counts := checkStreams(t, srv.js, prof.events, storedAll, wantAuth)
+	if st, err := srv.js.Stream(context.Background(), "ROUTED_all"); err != nil {
 		t.Fatal(err)
 	} else if got := len(st.CachedInfo().Config.Sources) > 0; got != serverFanOut {
 		t.Errorf("ROUTED_all has a stream source: %v, want %v", got, serverFanOut)
@@ -275,6 +296,24 @@ func (ch *chaos) crash(s step, why string) {
 	ch.kills[s.kind]++
 }
 
+// freeze SIGSTOPs the running processes of kind (-crash.freeze): the run
+// stalls, and the watchdog must say so.
+func (ch *chaos) freeze(kind string) {
+	procs := ch.routers
+	if kind == "sinks" {
+		procs = []*proc{ch.sinks}
+	} else if kind != "router" {
+		ch.c.t.Fatalf("-crash.freeze %q: want router or sinks", kind)
+	}
+	for _, p := range procs {
+		if err := waitReady(p, 30*time.Second); err != nil {
+			ch.c.t.Fatal(err)
+		}
+		p.cmd.Process.Signal(syscall.SIGSTOP)
+		ch.c.note("STOP  %-12s pid %-7d (-crash.freeze)", p.name, p.cmd.Process.Pid)
+	}
+}
+
 // waitPublishers waits for every publisher to exit 0 having stored its
 // whole stream, and returns how many events they stored.
 func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, within time.Duration) int64 {
@@ -283,7 +322,11 @@ func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, w
 	for _, p := range pubs {
 		select {
 		case <-p.done:
+		case <-c.wd.Firing():
+			reason, _ := c.wd.Fired()
+			t.Fatal(c.wd.Failure(reason))
 		case <-time.After(time.Until(deadline)):
+			c.wd.fire(fmt.Sprintf("%s still running %s after the kill schedule", p.name, within))
 			t.Fatalf("%s still running %s after the kill schedule; log:\n%s", p.name, within, tail(p.logPath, 20))
 		}
 		c.note("exit  %-12s %s: %s", p.name, exitText(p.waitErr), strings.TrimSpace(p.stdout.String()))
@@ -394,11 +437,16 @@ func report(t *testing.T, sink, dir string, text bool, r result, writers []write
 }
 
 // sleepWatching sleeps d, failing the test (and returning false) as soon
-// as a router or sinks process exits without having been killed.
+// as a router or sinks process exits without having been killed, or the
+// watchdog fired.
 func sleepWatching(t *testing.T, c *cluster, d time.Duration) bool {
 	t.Helper()
 	end := time.Now().Add(d)
 	for {
+		if reason, fired := c.wd.Fired(); fired {
+			t.Error(c.wd.Failure(reason))
+			return false
+		}
 		if bad := c.unexpectedExits("router", "sinks"); len(bad) > 0 {
 			for _, p := range bad {
 				t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
@@ -427,6 +475,9 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 	var state string
 	for time.Now().Before(deadline) {
 		if !sleepWatching(t, c, 200*time.Millisecond) {
+			if _, fired := c.wd.Fired(); fired {
+				return errStalled
+			}
 			return fmt.Errorf("a process exited while draining")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -459,7 +510,9 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 			return nil
 		}
 	}
-	return fmt.Errorf("router and sinks did not catch up within %s: %s", within, state)
+	err := fmt.Errorf("router and sinks did not catch up within %s: %s", within, state)
+	c.wd.fire(err.Error())
+	return err
 }
 
 func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
@@ -522,7 +575,7 @@ func workDir(t *testing.T) string {
 	}
 	t.Cleanup(func() {
 		switch {
-		case *flagKeep:
+		case *flagKeep || kept(dir):
 			t.Logf("work directory kept: %s (logs/, all/, auth/, mailtel.toml)", dir)
 		case t.Failed():
 			t.Logf("work directory removed; rerun with -crash.keep to keep the process logs and sink files")

@@ -113,6 +113,7 @@ type cluster struct {
 	config  string // configuration file
 	natsURL string
 	begin   time.Time
+	wd      *watchdog // nil until the run starts, or with -crash.watchdog=0
 
 	mu       sync.Mutex
 	procs    []*proc
@@ -168,6 +169,9 @@ func (c *cluster) start(kind string, args ...string) *proc {
 	p.cmd = exec.Command(filepath.Join(c.bin, exe), argv...)
 	p.cmd.Stderr = logf
 	p.cmd.Stdout = logf
+	// Every goroutine in the traceback a SIGQUIT (the watchdog) prints.
+	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	setDeathSignal(p.cmd)
 	if kind == "publisher" {
 		p.cmd.Stdout = &p.stdout
 	}
@@ -187,10 +191,11 @@ func (c *cluster) start(kind string, args ...string) *proc {
 	return p
 }
 
-// signal sends sig to p and waits (up to wait) for it to exit. Before
-// that it scrapes p's /metrics, so the counters of a killed process are
-// kept. It returns false if p did not exit in time.
-func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration) bool {
+// signal sends sig to p, then the signals of then (SIGCONT: a stopped
+// process handles the signal), and waits (up to wait) for it to exit.
+// Before that it scrapes p's /metrics, so the counters of a killed process
+// are kept. It returns false if p did not exit in time.
+func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration, then ...syscall.Signal) bool {
 	if p.http != "" {
 		if m, err := scrape(p.http, time.Second); err == nil {
 			p.mu.Lock()
@@ -205,6 +210,9 @@ func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration) bool {
 	p.mu.Unlock()
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		c.t.Errorf("signal %s: %v", p.name, err)
+	}
+	for _, s := range then {
+		p.cmd.Process.Signal(s)
 	}
 	select {
 	case <-p.done:
@@ -428,11 +436,18 @@ func waitReady(p *proc, within time.Duration) error {
 	return fmt.Errorf("%s not ready after %s", p.name, within)
 }
 
-// tail returns the last n lines of the file at path.
+// tail returns the last n lines of the file at path, leaving out a
+// goroutine dump the process printed on SIGQUIT (the watchdog shows it
+// summarised).
 func tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "(" + err.Error() + ")"
+	}
+	if i := bytes.Index(data, []byte("\nSIGQUIT: quit\n")); i >= 0 {
+		data = append(data[:i+1:i+1], fmt.Sprintf("(goroutine dump on SIGQUIT: %d bytes)\n", len(data)-i-1)...)
+	} else if bytes.HasPrefix(data, []byte("SIGQUIT: quit\n")) {
+		data = []byte(fmt.Sprintf("(goroutine dump on SIGQUIT: %d bytes)\n", len(data)))
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(lines) > n {
