@@ -18,16 +18,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
 
 var (
-	flagLong   = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
-	flagSeed   = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
-	flagEvents = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
-	flagKeep   = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
-	flagFreeze = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
+	flagLong    = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
+	flagSeed    = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
+	flagEvents  = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
+	flagKeep    = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+	flagAckWait = flag.Duration("crash.ack-wait", 5*time.Second, "[router] and [sinks] ack-wait: how soon what a killed process held is redelivered (0: the configuration's defaults, 30s and 60s; the watchdog and the drain deadline then wait longer)")
+	flagFreeze  = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
 )
 
 // profile is the shape of one crash run.
@@ -136,6 +138,9 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	if *flagStress {
 		rerun += " -crash.stress"
 	}
+	if *flagAckWait != 5*time.Second {
+		rerun += " -crash.ack-wait=" + flagAckWait.String()
+	}
 	t.Logf("crash test %s: seed %d, %d events (rerun: %s)", prof.name, seed, prof.events, rerun)
 	began := time.Now()
 
@@ -143,7 +148,12 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	dir := workDir(t)
 	srv := startServer(t, dir)
 	startStress(t)
-	cfgPath := writeConfig(t, dir, serverFanOut)
+	cfgPath := writeConfig(t, dir, serverFanOut, *flagAckWait)
+	if ackWait := longestAckWait(); ackWait > 5*time.Second {
+		// What a killed process held waits ackWait for its redelivery;
+		// a few kills in a row can hold all a consumer may have unacked.
+		prof.drain = max(prof.drain, 2*ackWait+30*time.Second)
+	}
 
 	// Two publishers with their own seeds: one as fast as it can, one paced
 	// to last as long as the kill schedule.
@@ -169,7 +179,7 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	}
 	t.Logf("expect %d events at sink all, %d at sink auth; %d kills planned over %s", wantAll, wantAuth, len(steps), schedule)
 
-	t.Logf("server: %s %s; watchdog: %s", srv.describe(), srv.url, *flagWatchdog)
+	t.Logf("server: %s %s", srv.describe(), srv.url)
 	c := newCluster(t, bin, dir, cfgPath, srv.url)
 	defer func() {
 		if t.Failed() {
@@ -564,6 +574,19 @@ func fileSizes(dir string) sizes {
 	return out
 }
 
+// longestAckWait is the longest ack wait of the router's and the sinks'
+// consumers under -crash.ack-wait.
+func longestAckWait() time.Duration {
+	if *flagAckWait > 0 {
+		return *flagAckWait
+	}
+	c, err := config.Load("")
+	if err != nil {
+		return time.Minute
+	}
+	return max(c.Router.AckWait.D(), c.Sinks.AckWait.D())
+}
+
 // workDir returns the directory for the configuration, the sinks' files and
 // the process logs. It is removed at the end unless -crash.keep is set (a
 // failing run reports what it found; its files are tens of megabytes).
@@ -588,13 +611,17 @@ func workDir(t *testing.T) string {
 }
 
 // writeConfig writes the configuration every process reads: two log
-// sinks, and short ack waits so that what a killed process held is
-// redelivered within seconds.
-func writeConfig(t *testing.T, dir string, serverFanOut bool) string {
+// sinks, and ack waits of ackWait (the defaults if 0; the test's 5s makes
+// what a killed process held come back within seconds).
+func writeConfig(t *testing.T, dir string, serverFanOut bool, ackWait time.Duration) string {
 	t.Helper()
 	fanOut := "[]"
 	if serverFanOut {
 		fanOut = `["all"]`
+	}
+	ackWaitLine := "# ack-wait: the default"
+	if ackWait > 0 {
+		ackWaitLine = fmt.Sprintf("ack-wait = %q", ackWait.String())
 	}
 	cfg := fmt.Sprintf(`# written by TestCrash
 [tracer.all]
@@ -611,15 +638,15 @@ events = ["auth.*"]
 path = %s
 
 [router]
-ack-wait = "5s"
+%s
 server-fan-out = %s
 
 [sinks]
-ack-wait = "5s"
+%s
 
 [logging]
 level = "info"
-`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")), fanOut)
+`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")), ackWaitLine, fanOut, ackWaitLine)
 	path := filepath.Join(dir, "mailtel.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)

@@ -71,10 +71,14 @@ func startWatchdog(t *testing.T, c *cluster, srv *natsServer, dir string) *watch
 	if *flagWatchdog <= 0 {
 		return nil
 	}
-	w := &watchdog{t: t, c: c, srv: srv, dir: dir, after: *flagWatchdog,
+	// A killed process's messages come back after the ack wait: the
+	// pipeline may pause that long by design.
+	after := max(*flagWatchdog, longestAckWait()+10*time.Second)
+	w := &watchdog{t: t, c: c, srv: srv, dir: dir, after: after,
 		watched: []consumerRef{{"EVENTS", "router"}, {"ROUTED_all", pipeline.SinkConsumerName("all")}, {"ROUTED_auth", pipeline.SinkConsumerName("auth")}},
 		firing:  make(chan struct{}), fired: make(chan struct{}), stopc: make(chan struct{}), exited: make(chan struct{})}
 	c.wd = w
+	c.note("watchdog: fails the run after %s without progress", after)
 	go w.loop()
 	return w
 }
@@ -137,7 +141,7 @@ func (w *watchdog) loop() {
 	now := time.Now()
 	p := progress{sinks: map[string]string{}, floors: map[consumerRef]uint64{}, busy: map[consumerRef]bool{},
 		lastSinks: map[string]time.Time{}, lastFloor: map[consumerRef]time.Time{}}
-	anyWrite := now
+	anyWrite, noted := now, now
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -155,17 +159,26 @@ func (w *watchdog) loop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		note := now.Sub(noted) >= 5*time.Second
+		line := []string{fmt.Sprintf("progress: log bytes all %d auth %d", logBytes(w.dir, "all"), logBytes(w.dir, "auth"))}
 		for _, ref := range w.watched {
 			info, err := consumerInfo(ctx, w.srv.js, ref.stream, ref.name)
 			if err != nil {
+				line = append(line, fmt.Sprintf("%s: %v", ref.name, err))
 				continue // not created yet, or the server is slow: the file rule still applies
 			}
+			line = append(line, fmt.Sprintf("%s pending %d ack-pending %d ack-floor %d waiting %d", ref.name, info.NumPending, info.NumAckPending, info.AckFloor.Stream, info.NumWaiting))
 			if f := info.AckFloor.Stream; f != p.floors[ref] || p.lastFloor[ref].IsZero() {
 				p.floors[ref], p.lastFloor[ref] = f, now
 			}
 			p.busy[ref] = info.NumPending+uint64(info.NumAckPending) > 0
 		}
 		cancel()
+		if note {
+			// Every 5s, for the timeline: how the run moved before a stall.
+			w.c.note("%s", strings.Join(line, "; "))
+			noted = now
+		}
 		var reason string
 		if quiet := now.Sub(anyWrite); quiet >= w.after {
 			reason = fmt.Sprintf("no sink wrote for %s (files: all %s; auth %s)", quiet.Round(time.Second), p.sinks["all"], p.sinks["auth"])
@@ -330,6 +343,16 @@ func metricLines(m map[string]float64) string {
 		fmt.Fprintf(&b, "  %s %g\n", k, m[k])
 	}
 	return b.String()
+}
+
+// logBytes is the size of one sink's log files (sidecars left out).
+func logBytes(dir, sink string) int64 {
+	var n int64
+	files, _ := logFiles(filepath.Join(dir, sink))
+	for _, f := range files {
+		n += fileSize(f)
+	}
+	return n
 }
 
 // sinkSizes describes the sizes of the files of one sink's directory.
