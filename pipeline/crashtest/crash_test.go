@@ -24,12 +24,13 @@ import (
 )
 
 var (
-	flagLong    = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
-	flagSeed    = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
-	flagEvents  = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
-	flagKeep    = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
-	flagAckWait = flag.Duration("crash.ack-wait", 5*time.Second, "[router] and [sinks] ack-wait: how soon what a killed process held is redelivered (0: the configuration's defaults, 30s and 60s; the watchdog and the drain deadline then wait longer)")
-	flagFreeze  = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
+	flagLong     = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
+	flagSeed     = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
+	flagEvents   = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
+	flagKeep     = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+	flagAckWait  = flag.Duration("crash.ack-wait", 5*time.Second, "[router] and [sinks] ack-wait: how soon what a killed process held is redelivered (0: the configuration's defaults, 30s and 60s; the watchdog and the drain deadline then wait longer)")
+	flagTogether = flag.Bool("crash.together", false, "kill router and sinks together at every step of the kill schedule")
+	flagFreeze   = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
 )
 
 // profile is the shape of one crash run.
@@ -137,6 +138,9 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	}
 	if *flagStress {
 		rerun += " -crash.stress"
+	}
+	if *flagTogether {
+		rerun += " -crash.together"
 	}
 	if *flagAckWait != 5*time.Second {
 		rerun += " -crash.ack-wait=" + flagAckWait.String()
@@ -283,18 +287,18 @@ type chaos struct {
 }
 
 // crash carries out one step: SIGKILL a router (a random one when two
-// run) or the sinks process, and start successors at once.
+// run) or the sinks process, or with -crash.together both, and start
+// successors at once.
 func (ch *chaos) crash(s step, why string) {
-	switch s.kind {
-	case "router":
+	router := s.kind == "router" || *flagTogether
+	sinks := s.kind == "sinks" || *flagTogether
+	if router {
 		victim := ch.rng.IntN(len(ch.routers))
 		ch.c.kill(ch.routers[victim], fmt.Sprintf("%s; %d router(s) running", why, len(ch.routers)), nil)
 		ch.routers = append(ch.routers[:victim], ch.routers[victim+1:]...)
-		for len(ch.routers) < s.routers {
-			ch.routers = append(ch.routers, ch.c.start("router"))
-		}
-		ch.maxRouters = max(ch.maxRouters, len(ch.routers))
-	case "sinks":
+		ch.kills["router"]++
+	}
+	if sinks {
 		victim := ch.sinks
 		ch.c.kill(victim, why, func() string {
 			sizes := fileSizes(ch.dir)
@@ -302,8 +306,14 @@ func (ch *chaos) crash(s step, why string) {
 			return "files after: " + sizes.String()
 		})
 		ch.sinks = ch.c.start("sinks")
+		ch.kills["sinks"]++
 	}
-	ch.kills[s.kind]++
+	if router {
+		for len(ch.routers) < max(s.routers, 1) {
+			ch.routers = append(ch.routers, ch.c.start("router"))
+		}
+		ch.maxRouters = max(ch.maxRouters, len(ch.routers))
+	}
 }
 
 // freeze SIGSTOPs the running processes of kind (-crash.freeze): the run

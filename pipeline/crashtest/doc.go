@@ -17,7 +17,9 @@
 // nats-server process of its own instead of inside the test process: a
 // path, or "build" to build the module's nats-server dependency),
 // -crash.stress (two busy-loop processes beside the run, for CPU
-// contention) and -crash.watchdog.
+// contention), -crash.together (every step kills router and sinks at
+// once), -crash.ack-wait (5s; 0 runs with the configuration's defaults,
+// 30s and 60s, as a deployment would) and -crash.watchdog.
 //
 // # Watchdog
 //
