@@ -25,18 +25,20 @@
 //
 // A run that stops making progress fails within -crash.watchdog (20s by
 // default; 0 turns it off) instead of hanging until its deadlines or the
-// go test timeout: when no sink's file changed for that long, or a
-// consumer with messages pending kept its ack floor for that long (or a
-// wait of the test timed out), the test writes a dump to its log and to
-// watchdog.txt in the work directory, which is then kept: every stream's
-// state and every consumer's info (pending, ack pending, redelivered,
-// waiting pulls, delivered and ack floor sequences and how long ago they
-// moved) twice, 3s apart; the server's client connections; the timeline;
-// for every live router and sinks process its counters, its last 50 log
-// lines and its goroutines (the test sends it SIGQUIT, on which Go prints
-// them to the process's log and exits; the dump summarises them by stack);
-// and the server's goroutines. -crash.freeze=sinks (or router) SIGSTOPs
-// that process after the first kill, to see the watchdog at work.
+// go test timeout: when no sink's file changed for that long while work
+// was left (a publisher running, messages pending or unacked, a stream
+// source behind), or a consumer with messages pending kept its ack floor
+// for that long (or a wait of the test timed out), the test writes a dump
+// to its log and to watchdog.txt in the work directory, which is then
+// kept: every stream's state and every consumer's info (pending, ack
+// pending, redelivered, waiting pulls, delivered and ack floor sequences
+// and how long ago they moved) twice, 3s apart; the server's client
+// connections; the timeline; for every live router and sinks process its
+// counters, its last 50 log lines and its goroutines (the test sends it
+// SIGQUIT, on which Go prints them to the process's log and exits; the
+// dump summarises them by stack); and the server's goroutines.
+// -crash.freeze=sinks (or router) SIGSTOPs that process after the first
+// kill, to see the watchdog at work.
 //
 // The package has no API: everything is in its _test.go files.
 package crashtest

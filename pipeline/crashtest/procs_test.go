@@ -294,6 +294,18 @@ func (c *cluster) killAll() {
 	}
 }
 
+// anyRunning reports whether a process of kind is running.
+func (c *cluster) anyRunning(kind string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.kind == kind && p.running() {
+			return true
+		}
+	}
+	return false
+}
+
 // unexpectedExits returns the processes that exited without being asked.
 func (c *cluster) unexpectedExits(kinds ...string) []*proc {
 	c.mu.Lock()

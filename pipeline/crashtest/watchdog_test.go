@@ -28,8 +28,10 @@ var flagWatchdog = flag.Duration("crash.watchdog", 20*time.Second,
 // letting it hang until the drain deadline or the go test timeout, and
 // says why it stopped: it checks every second whether the sinks' files
 // changed and whether the router's and sinks' consumers moved, and when
-// nothing moved for long (or a wait of the test timed out, see fire) it
-// writes a dump to the test log and to watchdog.txt in the work directory:
+// nothing moved for long while work was left (a publisher runs, a consumer
+// has messages pending or unacked, or the server still copies into a
+// stream), or a wait of the test timed out (see fire), it writes a dump to
+// the test log and to watchdog.txt in the work directory:
 //
 //   - every stream's state and sources, every consumer's info (pending, ack
 //     pending, redelivered, waiting pulls, delivered and ack floor
@@ -158,6 +160,11 @@ func (w *watchdog) loop() {
 				anyWrite = now
 			}
 		}
+		// Idle: nothing left to do (the kill schedule may go on after
+		// every event was written). Time without writes counts only while
+		// something is left: a publisher runs, a consumer has messages
+		// pending or unacked, or the server still copies into a stream.
+		idle := !w.c.anyRunning("publisher")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		note := now.Sub(noted) >= 5*time.Second
 		line := []string{fmt.Sprintf("progress: log bytes all %d auth %d", logBytes(w.dir, "all"), logBytes(w.dir, "auth"))}
@@ -165,6 +172,7 @@ func (w *watchdog) loop() {
 			info, err := consumerInfo(ctx, w.srv.js, ref.stream, ref.name)
 			if err != nil {
 				line = append(line, fmt.Sprintf("%s: %v", ref.name, err))
+				idle = false
 				continue // not created yet, or the server is slow: the file rule still applies
 			}
 			line = append(line, fmt.Sprintf("%s pending %d ack-pending %d ack-floor %d waiting %d", ref.name, info.NumPending, info.NumAckPending, info.AckFloor.Stream, info.NumWaiting))
@@ -172,8 +180,19 @@ func (w *watchdog) loop() {
 				p.floors[ref], p.lastFloor[ref] = f, now
 			}
 			p.busy[ref] = info.NumPending+uint64(info.NumAckPending) > 0
+			idle = idle && !p.busy[ref]
+		}
+		if idle {
+			lag, err := sourceLag(ctx, w.srv.js)
+			if lag > 0 || err != nil {
+				idle = false
+				line = append(line, fmt.Sprintf("source lag %d", lag))
+			}
 		}
 		cancel()
+		if idle {
+			anyWrite = now
+		}
 		if note {
 			// Every 5s, for the timeline: how the run moved before a stall.
 			w.c.note("%s", strings.Join(line, "; "))
@@ -193,6 +212,22 @@ func (w *watchdog) loop() {
 			return
 		}
 	}
+}
+
+// sourceLag adds up the lag of the sources of every ROUTED stream the
+// server fills (server fan-out).
+func sourceLag(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	var lag uint64
+	for _, name := range []string{"ROUTED_all", "ROUTED_auth"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		for _, src := range st.CachedInfo().Sources {
+			lag += src.Lag
+		}
+	}
+	return lag, nil
 }
 
 // fire writes the dump once (later calls wait for it) and leaves the run
