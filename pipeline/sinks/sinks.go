@@ -3,14 +3,17 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
@@ -29,7 +32,20 @@ type Options struct {
 	Stdout io.Writer
 	// Registry receives the metrics sink's event metrics.
 	Registry *prometheus.Registry
+	// LockWait is how long Run waits for a log file that another process
+	// has locked (0: DefaultLockWait).
+	LockWait time.Duration
 }
+
+// DefaultLockWait is how long Run waits, by default, for a log file that
+// another process has locked before it gives up with tracer.ErrLocked. A
+// sinks process that was killed keeps the locks of its files until it is
+// gone, some tens of milliseconds after SIGKILL (longer when the kill
+// lands in an fsync on a busy disk), and a supervisor may start its
+// successor sooner: without the wait the successor exited, and with no
+// sinks process left the pipeline stopped writing. A second live instance
+// without its own instance name still fails, once the wait is over.
+const DefaultLockWait = 15 * time.Second
 
 // Build creates the sink described by spec.
 func Build(spec config.SinkSpec, o Options) (pipeline.Sink, error) {
@@ -46,6 +62,32 @@ func Build(spec config.SinkSpec, o Options) (pipeline.Sink, error) {
 		return metrics.New(spec.Name, spec.Metrics, o.Registry)
 	}
 	return nil, fmt.Errorf("sink %s: unknown kind %q", spec.Name, spec.Kind)
+}
+
+// buildWaiting is Build, retried while the sink's log file is locked by
+// another process, for up to o.LockWait (see DefaultLockWait) or until ctx
+// ends.
+func buildWaiting(ctx context.Context, spec config.SinkSpec, o Options, log zerolog.Logger) (pipeline.Sink, error) {
+	wait := o.LockWait
+	if wait <= 0 {
+		wait = DefaultLockWait
+	}
+	deadline := time.Now().Add(wait)
+	for logged := false; ; logged = true {
+		s, err := Build(spec, o)
+		if err == nil || !errors.Is(err, tracer.ErrLocked) || !time.Now().Before(deadline) {
+			return s, err
+		}
+		if !logged {
+			log.Warn().Err(err).Str("sink", spec.Name).Dur("wait", wait).
+				Msg("log file locked: waiting for the process that holds it to exit (a killed sinks process holds it until it is gone)")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Select returns the specs named in names (every spec when names is
@@ -102,9 +144,16 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 			}
 		}
 	}()
+	// Not ready until built: building may wait for a locked log file.
 	for _, spec := range specs {
-		s, err := Build(spec, o)
+		p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
+	}
+	for _, spec := range specs {
+		s, err := buildWaiting(ctx, spec, o, p.Log)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for a lock
+			}
 			return err
 		}
 		built = append(built, s)
@@ -115,7 +164,6 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 			}
 			p.Log.Info().Str("listen", addr).Msg("serving event metrics on /metrics")
 		}
-		p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(specs))
