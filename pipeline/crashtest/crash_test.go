@@ -29,6 +29,7 @@ var (
 	flagEvents   = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
 	flagKeep     = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
 	flagAckWait  = flag.Duration("crash.ack-wait", 5*time.Second, "[router] and [sinks] ack-wait: how soon what a killed process held is redelivered (0: the configuration's defaults, 30s and 60s; the watchdog and the drain deadline then wait longer)")
+	flagNoWait   = flag.Bool("crash.nowait", false, "start a killed process's successor at once, without waiting until the killed one is gone (as a supervisor that restarts at once)")
 	flagTogether = flag.Bool("crash.together", false, "kill router and sinks together at every step of the kill schedule")
 	flagFreeze   = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
 )
@@ -141,6 +142,9 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	}
 	if *flagTogether {
 		rerun += " -crash.together"
+	}
+	if *flagNoWait {
+		rerun += " -crash.nowait"
 	}
 	if *flagAckWait != 5*time.Second {
 		rerun += " -crash.ack-wait=" + flagAckWait.String()

@@ -135,11 +135,17 @@ func (c *cluster) elapsed() time.Duration { return time.Since(c.begin).Round(tim
 
 // note adds a line to the timeline and to the test log.
 func (c *cluster) note(format string, args ...any) {
+	c.t.Log(c.record(format, args...))
+}
+
+// record adds a line to the timeline only, and returns it; unlike note it
+// is safe after the test ended.
+func (c *cluster) record(format string, args ...any) string {
 	line := fmt.Sprintf("%9s  ", c.elapsed()) + fmt.Sprintf(format, args...)
 	c.mu.Lock()
 	c.timeline = append(c.timeline, line)
 	c.mu.Unlock()
-	c.t.Log(line)
+	return line
 }
 
 // start starts one process of kind ("router", "sinks" or "publisher gen")
@@ -225,10 +231,25 @@ func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration, then .
 // kill SIGKILLs p and waits until it is reaped, so its file locks are
 // released before a successor starts. The timeline gets why, what p's
 // last scrape counted, and after() (the state once p is dead) if not nil.
+//
+// With -crash.nowait it does not wait: the successor starts while p may
+// still be dying, as under a supervisor that restarts at once.
 func (c *cluster) kill(p *proc, why string, after func() string) {
 	c.t.Helper()
-	if !c.signal(p, syscall.SIGKILL, 10*time.Second) {
+	wait := 10 * time.Second
+	if *flagNoWait {
+		wait = 0
+	}
+	killed := time.Now()
+	if !c.signal(p, syscall.SIGKILL, wait) && !*flagNoWait {
 		c.t.Fatalf("%s did not die within 10s of SIGKILL", p.name)
+	}
+	if *flagNoWait {
+		// To the timeline only: the test may have ended when p is gone.
+		go func() {
+			<-p.done
+			c.record("gone  %-12s pid %-7d %s after SIGKILL", p.name, p.cmd.Process.Pid, time.Since(killed).Round(time.Microsecond))
+		}()
 	}
 	extra := ""
 	if after != nil {
