@@ -18,8 +18,10 @@
 // path, or "build" to build the module's nats-server dependency),
 // -crash.stress (two busy-loop processes beside the run, for CPU
 // contention), -crash.together (every step kills router and sinks at
-// once), -crash.ack-wait (5s; 0 runs with the configuration's defaults,
-// 30s and 60s, as a deployment would) and -crash.watchdog.
+// once), -crash.nowait (start a successor at once, without waiting until
+// the killed process is gone, as a supervisor does), -crash.ack-wait (5s;
+// 0 runs with the configuration's defaults, 30s and 60s, as a deployment
+// would) and -crash.watchdog.
 //
 // # Watchdog
 //
