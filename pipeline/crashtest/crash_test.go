@@ -275,6 +275,9 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		ra.lines, ra.held, ra.want, rt.lines, rt.held, rt.want)
 	t.Logf("RESULT redeliveries (mailtel_redelivered_total, last scrape of each process, taken just before its kill or stop; %d router and %d sinks processes unscraped): router %.0f, sink all %.0f, sink auth %.0f",
 		ru, su, routerRedeliv, allRedeliv, authRedeliv)
+	if n := c.logsContaining("sinks", "log file locked: waiting"); n > 0 {
+		t.Logf("RESULT %d sinks processes waited for the lock of a log file (a killed predecessor still held it)", n)
+	}
 }
 
 // chaos is the state of the kill schedule: the processes running and what

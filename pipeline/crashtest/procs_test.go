@@ -386,6 +386,20 @@ func (c *cluster) logsOf(lines int, kinds ...string) string {
 	return b.String()
 }
 
+// logsContaining counts the processes of kind whose log holds text.
+func (c *cluster) logsContaining(kind, text string) int {
+	c.mu.Lock()
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	n := 0
+	for _, p := range procs {
+		if data, err := os.ReadFile(p.logPath); p.kind == kind && err == nil && bytes.Contains(data, []byte(text)) {
+			n++
+		}
+	}
+	return n
+}
+
 func exitText(err error) string {
 	if err == nil {
 		return "0"
