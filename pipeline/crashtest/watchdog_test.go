@@ -42,8 +42,9 @@ var flagWatchdog = flag.Duration("crash.watchdog", 20*time.Second,
 //     log lines, then its goroutines (it is sent SIGQUIT, on which a Go
 //     program prints them to stderr, its log, and exits), summarised by
 //     stack;
-//   - the server's goroutines (the test process's for the embedded server;
-//     a nats-server process is sent SIGQUIT too).
+//   - a nats-server process's last log lines, and the server's goroutines
+//     (the test process's for the embedded server; a nats-server process
+//     is sent SIGQUIT too).
 //
 // The work directory is then kept, and the test goroutine, which polls
 // Fired, fails the test.
@@ -305,6 +306,10 @@ func (w *watchdog) dump(b *strings.Builder, reason string) {
 		fmt.Fprintf(b, "goroutines after SIGQUIT (exit: %s; the full dump is at the end of %s), by stack:\n%s", exitText(p.waitErr), p.logPath, summarizeGoroutines(dump))
 	}
 
+	if w.srv.logPath != "" {
+		// Its warnings say when it was slow ("Readloop processing time").
+		fmt.Fprintf(b, "\n=== %s, last 30 log lines (%s):\n%s\n", w.srv.describe(), w.srv.logPath, tail(w.srv.logPath, 30))
+	}
 	fmt.Fprintf(b, "\n=== goroutines of the %s", w.srv.describe())
 	if w.srv.embedded != nil {
 		b.WriteString(" (the test process; pprof, by stack)")
