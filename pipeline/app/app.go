@@ -205,16 +205,31 @@ const EmbeddedGCPercent = 100
 
 // Main is the body of every mailtel command's main: it runs run with a
 // context that ends on SIGINT or SIGTERM, prints an error as "name: error"
-// and exits 1. flag.ErrHelp (the usage was printed) exits 0. Main is the
+// and exits 1. flag.ErrHelp (the usage was printed) exits 0, and so does a
+// process stopped while it was still starting (see Failure). Main is the
 // only place a mailtel command exits.
 func Main(name string, run func(ctx context.Context) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx)
+	err := Failure(ctx, run(ctx))
 	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
+}
+
+// Failure returns the error a command's run returned under ctx, or nil
+// when it is no failure: flag.ErrHelp, or the cancellation of ctx itself
+// (SIGTERM while the process was still starting, say creating its
+// consumer: it was asked to stop, and stopped).
+func Failure(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // TuneGC applies GCPercent unless the GOGC environment variable is set.

@@ -11,22 +11,27 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline"
-	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
 
 var (
-	flagLong   = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
-	flagSeed   = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule")
-	flagEvents = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
-	flagKeep   = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+	flagLong     = flag.Bool("crash.long", false, "run the soak form: 2,000,000 events, router and sinks killed every few seconds for about 10 minutes (also MAILTEL_SOAK=1)")
+	flagSeed     = flag.Uint64("crash.seed", 1, "`seed` of the published event streams and of the kill schedule (0: a new random seed for every run)")
+	flagEvents   = flag.Int64("crash.events", 0, "`events` to publish (default 200,000; 2,000,000 with -crash.long)")
+	flagKeep     = flag.Bool("crash.keep", false, "keep the work directory (process logs, config, sink files)")
+	flagAckWait  = flag.Duration("crash.ack-wait", 5*time.Second, "[router] and [sinks] ack-wait: how soon what a killed process held is redelivered (0: the configuration's defaults, 30s and 60s; the watchdog and the drain deadline then wait longer)")
+	flagNoWait   = flag.Bool("crash.nowait", false, "start a killed process's successor at once, without waiting until the killed one is gone (as a supervisor that restarts at once)")
+	flagTogether = flag.Bool("crash.together", false, "kill router and sinks together at every step of the kill schedule")
+	flagFreeze   = flag.String("crash.freeze", "", `after the first kill, SIGSTOP the running "router" or "sinks" process(es), to check that the watchdog fires`)
 )
 
 // profile is the shape of one crash run.
@@ -122,17 +127,41 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		prof.events = *flagEvents
 	}
 	seed := *flagSeed
+	if seed == 0 {
+		seed = 1 + rand.Uint64N(1<<20)
+	}
 	rerun := fmt.Sprintf("go test ./pipeline/crashtest -run %s -count=1 -crash.seed=%d -crash.events=%d", t.Name(), seed, prof.events)
 	if prof.name == "soak" {
 		rerun += " -crash.long -timeout 30m"
+	}
+	if *flagNATSServer != "" {
+		rerun += " -crash.nats-server=" + *flagNATSServer
+	}
+	if *flagStress {
+		rerun += " -crash.stress"
+	}
+	if *flagTogether {
+		rerun += " -crash.together"
+	}
+	if *flagNoWait {
+		rerun += " -crash.nowait"
+	}
+	if *flagAckWait != 5*time.Second {
+		rerun += " -crash.ack-wait=" + flagAckWait.String()
 	}
 	t.Logf("crash test %s: seed %d, %d events (rerun: %s)", prof.name, seed, prof.events, rerun)
 	began := time.Now()
 
 	bin := buildBinaries(t)
-	env := pipelinetest.Start(t)
 	dir := workDir(t)
-	cfgPath := writeConfig(t, dir, serverFanOut)
+	srv := startServer(t, dir)
+	startStress(t)
+	cfgPath := writeConfig(t, dir, serverFanOut, *flagAckWait)
+	if ackWait := longestAckWait(); ackWait > 5*time.Second {
+		// What a killed process held waits ackWait for its redelivery;
+		// a few kills in a row can hold all a consumer may have unacked.
+		prof.drain = max(prof.drain, 2*ackWait+30*time.Second)
+	}
 
 	// Two publishers with their own seeds: one as fast as it can, one paced
 	// to last as long as the kill schedule.
@@ -158,7 +187,8 @@ func testCrash(t *testing.T, serverFanOut bool) {
 	}
 	t.Logf("expect %d events at sink all, %d at sink auth; %d kills planned over %s", wantAll, wantAuth, len(steps), schedule)
 
-	c := newCluster(t, bin, dir, cfgPath, env.NATS.URL)
+	t.Logf("server: %s %s", srv.describe(), srv.url)
+	c := newCluster(t, bin, dir, cfgPath, srv.url)
 	defer func() {
 		if t.Failed() {
 			t.Logf("timeline:\n%s", c.timelineText())
@@ -179,22 +209,31 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		}
 		pubs = append(pubs, c.start("publisher", args...))
 	}
+	wd := startWatchdog(t, c, srv, dir)
+	defer wd.Stop()
 
 	for i, s := range steps {
 		if !sleepWatching(t, c, s.gap) {
 			t.FailNow()
 		}
+		if *flagFreeze != "" && i > 0 {
+			continue // frozen: no more kills, which would unfreeze the run
+		}
 		ch.crash(s, fmt.Sprintf("(step %d/%d)", i+1, len(steps)))
+		if *flagFreeze != "" {
+			ch.freeze(*flagFreeze)
+		}
 	}
 	c.note("kill schedule done: %d router kills, %d sinks kills", ch.kills["router"], ch.kills["sinks"])
 	published := waitPublishers(t, c, pubs, streams, prof.publish)
 	publishedAt := c.elapsed()
 
 	// Router and sinks catch up, then stop.
-	if err := waitDrained(t, c, env.JS, prof.drain, storedAll); err != nil {
+	if err := waitDrained(t, c, srv.js, prof.drain, storedAll); err != nil {
 		t.Fatal(err)
 	}
 	drainedAt := c.elapsed()
+	wd.Stop()
 	for _, p := range append(ch.routers, ch.sinks) {
 		c.stop(p)
 	}
@@ -203,8 +242,8 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
 	}
 
-	counts := checkStreams(t, env.JS, prof.events, storedAll, wantAuth)
-	if st, err := env.JS.Stream(context.Background(), "ROUTED_all"); err != nil {
+	counts := checkStreams(t, srv.js, prof.events, storedAll, wantAuth)
+	if st, err := srv.js.Stream(context.Background(), "ROUTED_all"); err != nil {
 		t.Fatal(err)
 	} else if got := len(st.CachedInfo().Config.Sources) > 0; got != serverFanOut {
 		t.Errorf("ROUTED_all has a stream source: %v, want %v", got, serverFanOut)
@@ -236,6 +275,9 @@ func testCrash(t *testing.T, serverFanOut bool) {
 		ra.lines, ra.held, ra.want, rt.lines, rt.held, rt.want)
 	t.Logf("RESULT redeliveries (mailtel_redelivered_total, last scrape of each process, taken just before its kill or stop; %d router and %d sinks processes unscraped): router %.0f, sink all %.0f, sink auth %.0f",
 		ru, su, routerRedeliv, allRedeliv, authRedeliv)
+	if n := c.logsContaining("sinks", "log file locked: waiting"); n > 0 {
+		t.Logf("RESULT %d sinks processes waited for the lock of a log file (a killed predecessor still held it)", n)
+	}
 }
 
 // chaos is the state of the kill schedule: the processes running and what
@@ -252,18 +294,18 @@ type chaos struct {
 }
 
 // crash carries out one step: SIGKILL a router (a random one when two
-// run) or the sinks process, and start successors at once.
+// run) or the sinks process, or with -crash.together both, and start
+// successors at once.
 func (ch *chaos) crash(s step, why string) {
-	switch s.kind {
-	case "router":
+	router := s.kind == "router" || *flagTogether
+	sinks := s.kind == "sinks" || *flagTogether
+	if router {
 		victim := ch.rng.IntN(len(ch.routers))
 		ch.c.kill(ch.routers[victim], fmt.Sprintf("%s; %d router(s) running", why, len(ch.routers)), nil)
 		ch.routers = append(ch.routers[:victim], ch.routers[victim+1:]...)
-		for len(ch.routers) < s.routers {
-			ch.routers = append(ch.routers, ch.c.start("router"))
-		}
-		ch.maxRouters = max(ch.maxRouters, len(ch.routers))
-	case "sinks":
+		ch.kills["router"]++
+	}
+	if sinks {
 		victim := ch.sinks
 		ch.c.kill(victim, why, func() string {
 			sizes := fileSizes(ch.dir)
@@ -271,8 +313,32 @@ func (ch *chaos) crash(s step, why string) {
 			return "files after: " + sizes.String()
 		})
 		ch.sinks = ch.c.start("sinks")
+		ch.kills["sinks"]++
 	}
-	ch.kills[s.kind]++
+	if router {
+		for len(ch.routers) < max(s.routers, 1) {
+			ch.routers = append(ch.routers, ch.c.start("router"))
+		}
+		ch.maxRouters = max(ch.maxRouters, len(ch.routers))
+	}
+}
+
+// freeze SIGSTOPs the running processes of kind (-crash.freeze): the run
+// stalls, and the watchdog must say so.
+func (ch *chaos) freeze(kind string) {
+	procs := ch.routers
+	if kind == "sinks" {
+		procs = []*proc{ch.sinks}
+	} else if kind != "router" {
+		ch.c.t.Fatalf("-crash.freeze %q: want router or sinks", kind)
+	}
+	for _, p := range procs {
+		if err := waitReady(p, 30*time.Second); err != nil {
+			ch.c.t.Fatal(err)
+		}
+		p.cmd.Process.Signal(syscall.SIGSTOP)
+		ch.c.note("STOP  %-12s pid %-7d (-crash.freeze)", p.name, p.cmd.Process.Pid)
+	}
 }
 
 // waitPublishers waits for every publisher to exit 0 having stored its
@@ -283,7 +349,11 @@ func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, w
 	for _, p := range pubs {
 		select {
 		case <-p.done:
+		case <-c.wd.Firing():
+			reason, _ := c.wd.Fired()
+			t.Fatal(c.wd.Failure(reason))
 		case <-time.After(time.Until(deadline)):
+			c.wd.fire(fmt.Sprintf("%s still running %s after the kill schedule", p.name, within))
 			t.Fatalf("%s still running %s after the kill schedule; log:\n%s", p.name, within, tail(p.logPath, 20))
 		}
 		c.note("exit  %-12s %s: %s", p.name, exitText(p.waitErr), strings.TrimSpace(p.stdout.String()))
@@ -297,10 +367,17 @@ func waitPublishers(t *testing.T, c *cluster, pubs []*proc, streams []*stream, w
 		if err != nil {
 			t.Fatalf("%s: %v", p.name, err)
 		}
-		if n != streams[i].count || failed != 0 || dup != 0 {
-			t.Errorf("%s: published %d, duplicate %d, failed %d; want %d published, no duplicates or failures", p.name, n, dup, failed, streams[i].count)
+		// The ids are unique, so a duplicate can only be the publisher's
+		// own retry of a publish whose acknowledgement took longer than
+		// pipeline.PublishAckTimeout and which JetStream had stored: by
+		// design, not a failure (checkStreams checks that EVENTS holds
+		// every event once).
+		if n+dup != streams[i].count || failed != 0 {
+			t.Errorf("%s: published %d, duplicate %d, failed %d; want %d published or retried, no failures", p.name, n, dup, failed, streams[i].count)
+		} else if dup > 0 {
+			c.note("note  %s retried %d publishes whose acknowledgement took longer than %s; JetStream had stored them (duplicate)", p.name, dup, pipeline.PublishAckTimeout)
 		}
-		published += n
+		published += n + dup
 	}
 	return published
 }
@@ -394,11 +471,16 @@ func report(t *testing.T, sink, dir string, text bool, r result, writers []write
 }
 
 // sleepWatching sleeps d, failing the test (and returning false) as soon
-// as a router or sinks process exits without having been killed.
+// as a router or sinks process exits without having been killed, or the
+// watchdog fired.
 func sleepWatching(t *testing.T, c *cluster, d time.Duration) bool {
 	t.Helper()
 	end := time.Now().Add(d)
 	for {
+		if reason, fired := c.wd.Fired(); fired {
+			t.Error(c.wd.Failure(reason))
+			return false
+		}
 		if bad := c.unexpectedExits("router", "sinks"); len(bad) > 0 {
 			for _, p := range bad {
 				t.Errorf("%s exited on its own: %s; log:\n%s", p.name, exitText(p.waitErr), tail(p.logPath, 30))
@@ -427,6 +509,9 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 	var state string
 	for time.Now().Before(deadline) {
 		if !sleepWatching(t, c, 200*time.Millisecond) {
+			if _, fired := c.wd.Fired(); fired {
+				return errStalled
+			}
 			return fmt.Errorf("a process exited while draining")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -459,7 +544,9 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 			return nil
 		}
 	}
-	return fmt.Errorf("router and sinks did not catch up within %s: %s", within, state)
+	err := fmt.Errorf("router and sinks did not catch up within %s: %s", within, state)
+	c.wd.fire(err.Error())
+	return err
 }
 
 func consumerInfo(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
@@ -511,6 +598,19 @@ func fileSizes(dir string) sizes {
 	return out
 }
 
+// longestAckWait is the longest ack wait of the router's and the sinks'
+// consumers under -crash.ack-wait.
+func longestAckWait() time.Duration {
+	if *flagAckWait > 0 {
+		return *flagAckWait
+	}
+	c, err := config.Load("")
+	if err != nil {
+		return time.Minute
+	}
+	return max(c.Router.AckWait.D(), c.Sinks.AckWait.D())
+}
+
 // workDir returns the directory for the configuration, the sinks' files and
 // the process logs. It is removed at the end unless -crash.keep is set (a
 // failing run reports what it found; its files are tens of megabytes).
@@ -522,7 +622,7 @@ func workDir(t *testing.T) string {
 	}
 	t.Cleanup(func() {
 		switch {
-		case *flagKeep:
+		case *flagKeep || kept(dir):
 			t.Logf("work directory kept: %s (logs/, all/, auth/, mailtel.toml)", dir)
 		case t.Failed():
 			t.Logf("work directory removed; rerun with -crash.keep to keep the process logs and sink files")
@@ -535,13 +635,17 @@ func workDir(t *testing.T) string {
 }
 
 // writeConfig writes the configuration every process reads: two log
-// sinks, and short ack waits so that what a killed process held is
-// redelivered within seconds.
-func writeConfig(t *testing.T, dir string, serverFanOut bool) string {
+// sinks, and ack waits of ackWait (the defaults if 0; the test's 5s makes
+// what a killed process held come back within seconds).
+func writeConfig(t *testing.T, dir string, serverFanOut bool, ackWait time.Duration) string {
 	t.Helper()
 	fanOut := "[]"
 	if serverFanOut {
 		fanOut = `["all"]`
+	}
+	ackWaitLine := "# ack-wait: the default"
+	if ackWait > 0 {
+		ackWaitLine = fmt.Sprintf("ack-wait = %q", ackWait.String())
 	}
 	cfg := fmt.Sprintf(`# written by TestCrash
 [tracer.all]
@@ -558,15 +662,15 @@ events = ["auth.*"]
 path = %s
 
 [router]
-ack-wait = "5s"
+%s
 server-fan-out = %s
 
 [sinks]
-ack-wait = "5s"
+%s
 
 [logging]
 level = "info"
-`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")), fanOut)
+`, strconv.Quote(filepath.Join(dir, "all")), strconv.Quote(filepath.Join(dir, "auth")), ackWaitLine, fanOut, ackWaitLine)
 	path := filepath.Join(dir, "mailtel.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)

@@ -113,6 +113,7 @@ type cluster struct {
 	config  string // configuration file
 	natsURL string
 	begin   time.Time
+	wd      *watchdog // nil until the run starts, or with -crash.watchdog=0
 
 	mu       sync.Mutex
 	procs    []*proc
@@ -134,11 +135,17 @@ func (c *cluster) elapsed() time.Duration { return time.Since(c.begin).Round(tim
 
 // note adds a line to the timeline and to the test log.
 func (c *cluster) note(format string, args ...any) {
+	c.t.Log(c.record(format, args...))
+}
+
+// record adds a line to the timeline only, and returns it; unlike note it
+// is safe after the test ended.
+func (c *cluster) record(format string, args ...any) string {
 	line := fmt.Sprintf("%9s  ", c.elapsed()) + fmt.Sprintf(format, args...)
 	c.mu.Lock()
 	c.timeline = append(c.timeline, line)
 	c.mu.Unlock()
-	c.t.Log(line)
+	return line
 }
 
 // start starts one process of kind ("router", "sinks" or "publisher gen")
@@ -168,6 +175,9 @@ func (c *cluster) start(kind string, args ...string) *proc {
 	p.cmd = exec.Command(filepath.Join(c.bin, exe), argv...)
 	p.cmd.Stderr = logf
 	p.cmd.Stdout = logf
+	// Every goroutine in the traceback a SIGQUIT (the watchdog) prints.
+	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	setDeathSignal(p.cmd)
 	if kind == "publisher" {
 		p.cmd.Stdout = &p.stdout
 	}
@@ -187,10 +197,11 @@ func (c *cluster) start(kind string, args ...string) *proc {
 	return p
 }
 
-// signal sends sig to p and waits (up to wait) for it to exit. Before
-// that it scrapes p's /metrics, so the counters of a killed process are
-// kept. It returns false if p did not exit in time.
-func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration) bool {
+// signal sends sig to p, then the signals of then (SIGCONT: a stopped
+// process handles the signal), and waits (up to wait) for it to exit.
+// Before that it scrapes p's /metrics, so the counters of a killed process
+// are kept. It returns false if p did not exit in time.
+func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration, then ...syscall.Signal) bool {
 	if p.http != "" {
 		if m, err := scrape(p.http, time.Second); err == nil {
 			p.mu.Lock()
@@ -206,6 +217,9 @@ func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration) bool {
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		c.t.Errorf("signal %s: %v", p.name, err)
 	}
+	for _, s := range then {
+		p.cmd.Process.Signal(s)
+	}
 	select {
 	case <-p.done:
 		return true
@@ -217,10 +231,25 @@ func (c *cluster) signal(p *proc, sig syscall.Signal, wait time.Duration) bool {
 // kill SIGKILLs p and waits until it is reaped, so its file locks are
 // released before a successor starts. The timeline gets why, what p's
 // last scrape counted, and after() (the state once p is dead) if not nil.
+//
+// With -crash.nowait it does not wait: the successor starts while p may
+// still be dying, as under a supervisor that restarts at once.
 func (c *cluster) kill(p *proc, why string, after func() string) {
 	c.t.Helper()
-	if !c.signal(p, syscall.SIGKILL, 10*time.Second) {
+	wait := 10 * time.Second
+	if *flagNoWait {
+		wait = 0
+	}
+	killed := time.Now()
+	if !c.signal(p, syscall.SIGKILL, wait) && !*flagNoWait {
 		c.t.Fatalf("%s did not die within 10s of SIGKILL", p.name)
+	}
+	if *flagNoWait {
+		// To the timeline only: the test may have ended when p is gone.
+		go func() {
+			<-p.done
+			c.record("gone  %-12s pid %-7d %s after SIGKILL", p.name, p.cmd.Process.Pid, time.Since(killed).Round(time.Microsecond))
+		}()
 	}
 	extra := ""
 	if after != nil {
@@ -286,6 +315,18 @@ func (c *cluster) killAll() {
 	}
 }
 
+// anyRunning reports whether a process of kind is running.
+func (c *cluster) anyRunning(kind string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.kind == kind && p.running() {
+			return true
+		}
+	}
+	return false
+}
+
 // unexpectedExits returns the processes that exited without being asked.
 func (c *cluster) unexpectedExits(kinds ...string) []*proc {
 	c.mu.Lock()
@@ -343,6 +384,20 @@ func (c *cluster) logsOf(lines int, kinds ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// logsContaining counts the processes of kind whose log holds text.
+func (c *cluster) logsContaining(kind, text string) int {
+	c.mu.Lock()
+	procs := append([]*proc(nil), c.procs...)
+	c.mu.Unlock()
+	n := 0
+	for _, p := range procs {
+		if data, err := os.ReadFile(p.logPath); p.kind == kind && err == nil && bytes.Contains(data, []byte(text)) {
+			n++
+		}
+	}
+	return n
 }
 
 func exitText(err error) string {
@@ -428,11 +483,18 @@ func waitReady(p *proc, within time.Duration) error {
 	return fmt.Errorf("%s not ready after %s", p.name, within)
 }
 
-// tail returns the last n lines of the file at path.
+// tail returns the last n lines of the file at path, leaving out a
+// goroutine dump the process printed on SIGQUIT (the watchdog shows it
+// summarised).
 func tail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "(" + err.Error() + ")"
+	}
+	if i := bytes.Index(data, []byte("\nSIGQUIT: quit\n")); i >= 0 {
+		data = append(data[:i+1:i+1], fmt.Sprintf("(goroutine dump on SIGQUIT: %d bytes)\n", len(data)-i-1)...)
+	} else if bytes.HasPrefix(data, []byte("SIGQUIT: quit\n")) {
+		data = []byte(fmt.Sprintf("(goroutine dump on SIGQUIT: %d bytes)\n", len(data)))
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(lines) > n {
