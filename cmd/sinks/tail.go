@@ -20,12 +20,12 @@ Prints the events stored on the subjects, decoded, as they arrive, until
 Ctrl-C. Subjects take NATS wildcards, '*' one token and '>' the rest, so
 quote them for the shell: 'events.auth.>' (every authentication event),
 'events.*.error', 'routed.siem.>' (what the router sent to sink siem),
-'dlq.>' (dead letters). All subjects must
-be in one stream (events., routed. or dlq.). By default only new events are
-shown; --since starts earlier (a duration before now, or RFC 3339). The output
-is Stalwart's log line, or JSON lines with --json; an event sent to several
-sinks shows once. The stream is read through an ephemeral ordered consumer,
-so tailing never disturbs the pipeline.`
+'dlq.>' (dead letters). All subjects must be in one stream (events., routed.
+or dlq.). By default only new events are shown; --since starts earlier (a
+duration before now, or RFC 3339). The output is Stalwart's log line, or JSON
+lines with --json; an event sent to several sinks shows once. The stream is
+read through an ephemeral ordered consumer, so tailing never disturbs the
+pipeline.`
 
 const tailExample = `  sinks tail 'events.auth.>'
   sinks tail 'events.*.error' 'events.smtp.>' --since 10m --level warn

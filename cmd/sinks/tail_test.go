@@ -154,7 +154,7 @@ func TestTailBadArgs(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "give at least one subject, e.g. events.auth.>"},
+		{nil, "give at least one subject, e.g. 'events.auth.>'"},
 		{[]string{"events..auth"}, `subject "events..auth": empty token`},
 		{[]string{"events.>.auth"}, "'>' must be the last token"},
 		{[]string{"events.auth*"}, "'*' and '>' must be whole tokens"},
