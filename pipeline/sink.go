@@ -105,6 +105,7 @@ type SinkRunner struct {
 	written  *seqSet
 	filtered prometheus.Counter // messages Wants rejected
 	up       prometheus.Gauge   // mailtel_sink_up
+	held     prometheus.Gauge   // mailtel_sink_held: taken, not yet acked or let go
 	// failing is set from a failed write until the next that succeeds.
 	failing bool
 	// lastLog is when a failing destination was last logged, so an outage
@@ -132,7 +133,8 @@ func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions
 		opts.ShutdownTimeout = 10 * time.Second
 	}
 	r := &SinkRunner{js: js, name: name, stream: config.RoutedStream(opts.Routed, name), sink: s, opts: opts, log: log.With().Str("sink", name).Logger(), metrics: m, health: h,
-		written: newSeqSet(1 << 16), filtered: m.Filtered.WithLabelValues(name), up: m.SinkUp.WithLabelValues(name)}
+		written: newSeqSet(1 << 16), filtered: m.Filtered.WithLabelValues(name), up: m.SinkUp.WithLabelValues(name),
+		held: m.SinkHeld.WithLabelValues(name)}
 	r.up.Set(1)
 	return r
 }
@@ -198,39 +200,31 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 		once.Do(func() {
 			close(paused)
 			it.Drain()
+			r.release(msgs)
 		})
 	}
 	go func() {
 		defer close(msgs)
-		// Messages that arrive after the pause are held, not naked at
-		// once: the server would hand a naked message straight back to a
-		// pull request of this subscription that is still open. Once the
-		// iterator is closed, its subscription is gone, the server skips
-		// its requests, and what was fetched is released to the others.
-		var held []jetstream.Msg
 		for {
 			m, err := it.Next()
 			if err != nil {
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					for _, m := range held {
-						m.Nak()
-					}
-					r.release(msgs)
 					return
 				}
 				r.log.Warn().Err(err).Msg("pull")
 				continue
 			}
+			r.held.Inc()
 			select {
 			case <-paused:
-				held = append(held, m)
+				r.letGo(m)
 				continue
 			default:
 			}
 			select {
 			case msgs <- m:
 			case <-paused:
-				held = append(held, m)
+				r.letGo(m)
 			}
 		}
 	}()
@@ -241,7 +235,7 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 	defer func() {
 		pause()
 		for m := range msgs {
-			m.Nak()
+			r.letGo(m)
 		}
 	}()
 
@@ -270,7 +264,7 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 			return nil
 		}
 		if ctx.Err() != nil {
-			batch[0].Nak()
+			r.letGo(batch[0])
 			return nil
 		}
 	fill:
@@ -289,8 +283,8 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 	}
 }
 
-// release naks what was fetched but will not be written, so another
-// instance gets it at once instead of after AckWait.
+// release lets go of what was fetched but will not be written (see
+// letGo).
 func (r *SinkRunner) release(msgs <-chan jetstream.Msg) {
 	for {
 		select {
@@ -298,11 +292,31 @@ func (r *SinkRunner) release(msgs <-chan jetstream.Msg) {
 			if !ok {
 				return
 			}
-			m.Nak()
+			r.letGo(m)
 		default:
 			return
 		}
 	}
+}
+
+// releaseDelay is how long a message the runner lets go of waits before
+// JetStream delivers it again: longer than a pull request of the stopped
+// pull lives (pullExpiry), so that the server cannot hand it straight back
+// to that request, and short enough that another instance, or this one
+// once its destination is back, soon gets it.
+const releaseDelay = 2 * pullExpiry
+
+// letGo gives a message back to JetStream unwritten (nak), for
+// redelivery after releaseDelay.
+func (r *SinkRunner) letGo(m jetstream.Msg) {
+	m.NakWithDelay(releaseDelay)
+	r.held.Dec()
+}
+
+// ack acks a message that is written, filtered out or dead-lettered.
+func (r *SinkRunner) ack(m jetstream.Msg) {
+	m.Ack()
+	r.held.Dec()
 }
 
 // handle decodes a batch, writes it as the retry policy says and acks what
@@ -324,7 +338,7 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 				if r.written.has(seq) {
 					// Written by this instance already; only the ack was
 					// late (the message waited behind a long retry).
-					m.Ack()
+					r.ack(m)
 					continue
 				}
 				again = true
@@ -341,7 +355,7 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 			}
 			if !r.opts.Wants(id) {
 				r.filtered.Inc()
-				m.Ack()
+				r.ack(m)
 				continue
 			}
 		}
@@ -380,7 +394,7 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 		Written: func(idx []int) {
 			for _, i := range idx {
 				r.written.add(seqs[i])
-				good[i].Ack()
+				r.ack(good[i])
 			}
 			r.metrics.Written.WithLabelValues(r.name).Add(float64(len(idx)))
 		},
@@ -421,7 +435,7 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 		// the events at once.
 		r.log.Warn().Err(out.Stopped).Int("events", len(out.Unwritten)).Msg("write failed while stopping; releasing the events")
 		for _, i := range out.Unwritten {
-			good[i].Nak()
+			r.letGo(good[i])
 		}
 	}
 }
@@ -457,7 +471,7 @@ func (r *SinkRunner) dropWritten(ctx context.Context, events []*schema.Event, ms
 	keep := 0
 	for i := range events {
 		if done[events[i].ID] {
-			msgs[i].Ack()
+			r.ack(msgs[i])
 			r.metrics.Duplicates.WithLabelValues(r.name).Inc()
 			continue
 		}
@@ -515,11 +529,11 @@ func (r *SinkRunner) deadLetter(m jetstream.Msg, reason error) {
 	defer cancel()
 	if err := DeadLetter(ctx, r.js, "sink."+r.name, m, reason); err != nil {
 		r.log.Error().Err(err).Msg("dead-letter failed; message will be redelivered")
-		m.Nak()
+		r.letGo(m)
 		return
 	}
 	r.metrics.DeadLettered.WithLabelValues("sink:" + r.name).Inc()
-	m.Ack()
+	r.ack(m)
 }
 
 // seqSet is a bounded set of the most recently added stream sequences.

@@ -39,6 +39,7 @@ type Metrics struct {
 	UnknownTypes prometheus.Counter
 	Lag          *prometheus.GaugeVec // stream, consumer
 	SinkUp       *prometheus.GaugeVec // sink: 1 while its destination takes writes
+	SinkHeld     *prometheus.GaugeVec // sink: messages taken from JetStream, not yet acked or given back
 }
 
 // NewMetrics registers the pipeline metrics, plus Go runtime and process
@@ -68,7 +69,9 @@ func NewMetrics() *Metrics {
 	}
 	m.SinkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "sink_up",
 		Help: "1 while the sink's destination takes writes, 0 while the sink is paused and probing a failing destination."}, []string{"sink"})
-	r.MustRegister(m.UnknownTypes, m.Lag, m.SinkUp)
+	m.SinkHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "sink_held",
+		Help: "Messages the sink process has taken from JetStream and not yet acked or given back: at most one batch while its destination is down."}, []string{"sink"})
+	r.MustRegister(m.UnknownTypes, m.Lag, m.SinkUp, m.SinkHeld)
 	return m
 }
 

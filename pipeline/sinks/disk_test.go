@@ -3,26 +3,19 @@ package sinks_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
-	"github.com/mailtel/mailtel/pipeline/app"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
-	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/sinktest"
 	"github.com/mailtel/mailtel/pipeline/synth"
-	"github.com/mailtel/mailtel/schema"
 )
 
 var fullFor = flag.Duration("disk-full", time.Minute, "how long TestLogSinkDiskFull's filesystem stays full")
@@ -71,58 +64,23 @@ func fill(t *testing.T, dir string) string {
 func TestLogSinkDiskFull(t *testing.T) {
 	dir := mountTmpfs(t, "16m")
 	env := pipelinetest.Start(t)
-	cfg, err := config.Parse([]byte(`
+	tp := startPipeline(t, env, `
 [tracer.log]
 type = "log"
 level = "trace"
-path = "` + dir + `"
+path = "`+dir+`"
 format = "json"
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS = env.NATS
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := app.Start(ctx, cfg, app.Options{Name: "disk"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		pipeline.NewRouter(p.JS, pipeline.NewTable(cfg.SinkSpecs(), cfg.Levels), pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health).Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := sinks.Run(ctx, p, nil, sinks.Options{}); err != nil {
-			t.Errorf("sinks: %v", err)
-		}
-	}()
+`)
+	tp.StartSinks()
+	p := tp.P
 
 	// Let the sink open its files, then fill the disk.
 	g := synth.New(synth.Options{Seed: 3, Start: time.Now().Add(-time.Hour)})
-	publish := func(n int) {
-		t.Helper()
-		evs := make([]schema.Event, n)
-		for i := range evs {
-			g.Next(&evs[i])
-		}
-		pub := pipeline.NewPublisher(p.JS, cfg.Levels, 1024, nil)
-		defer pub.Close(ctx)
-		if _, err := pub.PublishAll(ctx, evs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	publish(100)
+	tp.Publish(g, 100)
 	poll(t, 20*time.Second, "the first events written", func() bool { return countLines(dir) > 0 })
 	filler := fill(t, dir)
 	full := time.Now()
-	publish(12000)
+	tp.Publish(g, 12000)
 	poll(t, 30*time.Second, "the sink pauses on the full disk", func() bool {
 		return p.Health.Degraded() != nil
 	})
@@ -132,26 +90,10 @@ format = "json"
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	routed := func() int {
-		st, err := p.JS.Stream(ctx, cfg.Streams.RoutedStream("log"))
-		if err != nil {
-			return -1
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return -1
-		}
-		return int(info.State.Msgs)
-	}
 	// Lines are counted while the sink writes; they are checked whole
 	// only once it has acked everything.
 	poll(t, 3*time.Minute, "every event written once there is room", func() bool {
-		cons, err := p.JS.Consumer(ctx, cfg.Streams.RoutedStream("log"), pipeline.SinkConsumerName("log"))
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && countLines(dir) >= routed()
+		return tp.SinkIdle("log") && countLines(dir) >= tp.Routed("log")
 	})
 	poll(t, 10*time.Second, "the sink is no longer degraded", func() bool { return p.Health.Degraded() == nil })
 	ids := logIDs(t, dir)
@@ -164,10 +106,10 @@ format = "json"
 			t.Errorf("event %s written %d times", id, c)
 		}
 	}
-	if len(seen) != routed() {
-		t.Errorf("%d events written, %d routed", len(seen), routed())
+	if len(seen) != tp.Routed("log") {
+		t.Errorf("%d events written, %d routed", len(seen), tp.Routed("log"))
 	}
-	if dead := sinktest.DeadLetters(t, p.JS, cfg.Streams.DLQ, "log"); len(dead) > 0 {
+	if dead := sinktest.DeadLetters(t, p.JS, tp.Cfg.Streams.DLQ, "log"); len(dead) > 0 {
 		t.Errorf("%d dead letters, want none; first: %s", len(dead), dead[0].Reason)
 	}
 	t.Logf("%d events written once; the disk was full for %s; written %s after it had room",

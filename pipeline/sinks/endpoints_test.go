@@ -1,22 +1,15 @@
 package sinks_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
-	"github.com/mailtel/mailtel/pipeline/app"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
-	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/synth"
-	"github.com/mailtel/mailtel/schema"
 )
 
 // TestEachSeriesOnOneEndpoint: a Prometheus that scrapes both of the sinks
@@ -30,42 +23,10 @@ func TestEachSeriesOnOneEndpoint(t *testing.T) {
 	}
 	listen := ln.Addr().String()
 	ln.Close()
-	cfg, err := config.Parse([]byte("[metrics.prometheus]\nenable = true\nlisten = \"" + listen + "\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS = env.NATS
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := app.Start(ctx, cfg, app.Options{Name: "endpoints", HTTP: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		pipeline.NewRouter(p.JS, pipeline.NewTable(cfg.SinkSpecs(), cfg.Levels), pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health).Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := sinks.Run(ctx, p, nil, sinks.Options{}); err != nil {
-			t.Errorf("sinks: %v", err)
-		}
-	}()
-	g := synth.New(synth.Options{Seed: 1})
-	evs := make([]schema.Event, 200)
-	for i := range evs {
-		g.Next(&evs[i])
-	}
-	pub := pipeline.NewPublisher(p.JS, cfg.Levels, 256, nil)
-	if _, err := pub.PublishAll(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
-	pub.Close(ctx)
+	tp := startPipeline(t, env, "[metrics.prometheus]\nenable = true\nlisten = \""+listen+"\"\n")
+	tp.StartSinks()
+	p := tp.P
+	tp.Publish(synth.New(synth.Options{Seed: 1}), 200)
 
 	scrape := func(addr string) string {
 		resp, err := http.Get("http://" + addr + "/metrics")
