@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,6 +164,10 @@ func TestTailBadArgs(t *testing.T) {
 		{[]string{"events.auth.>", "routed.siem.>"}, "are in different streams"},
 		{[]string{"events.auth.>", "--since", "tomorrow"}, `--since: invalid time "tomorrow"`},
 		{[]string{"events.auth.>", "--level", "loud"}, `--level: unknown level "loud"`},
+		{[]string{"events.auth.>", "--where", "remoteIp"}, `invalid condition "remoteIp": want key=value or key!=value`},
+		{[]string{"events.auth.>", "--where", "=x"}, `invalid condition "=x": no key`},
+		{[]string{"events.auth.>", "--until", "soon"}, `--until: invalid time "soon"`},
+		{[]string{"events.auth.>", "--since", "1h", "--until", "2h"}, "--until 2h is before --since 1h"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -184,4 +189,134 @@ func anyShown(shown func(int) bool, last int) bool {
 		}
 	}
 	return false
+}
+
+// tailUntil runs `sinks tail args...`, which must end by itself.
+func (e *testEnv) tailUntil(t *testing.T, args ...string) (out, errOut string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var o, eo pipelinetest.SyncBuffer
+	err := run(ctx, append(append([]string{"tail"}, args...), "--config", e.file, "--nats", e.env.NATS.URL), &o, &eo)
+	if ctx.Err() != nil {
+		t.Fatalf("tail %v did not end by itself within 20s (stderr %q)", args, eo.String())
+	}
+	if err != nil {
+		t.Fatalf("tail %v: %v (stderr %q)", args, err, eo.String())
+	}
+	return o.String(), eo.String()
+}
+
+// ids returns the ids of the JSON lines in out, in order.
+func ids(t *testing.T, out string) []string {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var rec struct{ ID string }
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		got = append(got, rec.ID)
+	}
+	return got
+}
+
+// TestTailUntilWhere reads stored history with --until, which ends by
+// itself and prints its counts, filtered by --where: exact values of
+// strings, IPs and numbers, globs, negation, envelope fields, and several
+// conditions at once.
+func TestTailUntilWhere(t *testing.T) {
+	e := newTestEnv(t, "[logging]\nlevel = \"error\"\n")
+	ips := []string{"203.0.113.7", "198.51.100.2", "2001:db8::1"}
+	users := []string{"alice@example.com", "bob@example.org", "carol@example.com", "dave@example.net"}
+	evs := events("w", 60)
+	for i := range evs {
+		evs[i].Fields = append(evs[i].Fields,
+			schema.Field{Key: "remoteIp", Value: schema.IP(netip.MustParseAddr(ips[i%len(ips)]))},
+			schema.Field{Key: "accountName", Value: schema.String(users[i%len(users)])},
+			schema.Field{Key: "elapsed", Value: schema.Duration(time.Duration(i) * time.Millisecond)})
+	}
+	e.publish(t, evs)
+	want := func(keep func(i int, ev schema.Event) bool) []string {
+		var w []string
+		for i, ev := range evs {
+			if keep(i, ev) {
+				w = append(w, ev.ID)
+			}
+		}
+		return w
+	}
+	isAuth := func(ev schema.Event) bool { return strings.HasPrefix(ev.Type, "auth.") }
+
+	t.Run("until", func(t *testing.T) {
+		out, errOut := e.tailUntil(t, "events.auth.>", "--json", "--since", "1h", "--until", "0s")
+		w := want(func(_ int, ev schema.Event) bool { return isAuth(ev) })
+		if got := ids(t, out); strings.Join(got, ",") != strings.Join(w, ",") {
+			t.Errorf("showed %v, want %v", got, w)
+		}
+		if wantCounts := fmt.Sprintf("read %d, shown %d, filtered out 0\n", len(w), len(w)); !strings.Contains(errOut, wantCounts) {
+			t.Errorf("stderr %q, want the counts %q", errOut, wantCounts)
+		}
+	})
+	t.Run("until before the events", func(t *testing.T) {
+		out, errOut := e.tailUntil(t, "events.>", "--json", "--since", "1h", "--until", "30m")
+		if out != "" || !strings.Contains(errOut, "read 0, shown 0, filtered out 0") {
+			t.Errorf("stdout %q stderr %q, want nothing and zero counts", out, errOut)
+		}
+	})
+
+	tests := []struct {
+		name  string
+		where []string
+		keep  func(i int, ev schema.Event) bool
+	}{
+		{"ip", []string{"remoteIp=203.0.113.7"}, func(i int, _ schema.Event) bool { return i%3 == 0 }},
+		{"ipv6", []string{"remoteIp=2001:db8::1"}, func(i int, _ schema.Event) bool { return i%3 == 2 }},
+		{"number", []string{"accountId=42"}, func(i int, _ schema.Event) bool { return i == 42 }},
+		{"duration in ms", []string{"elapsed=7"}, func(i int, _ schema.Event) bool { return i == 7 }},
+		{"glob", []string{"accountName=*@example.com"}, func(i int, _ schema.Event) bool { return i%4 == 0 || i%4 == 2 }},
+		{"glob ?", []string{"accountName=?ob@*"}, func(i int, _ schema.Event) bool { return i%4 == 1 }},
+		{"envelope type", []string{"type=auth.failed"}, func(_ int, ev schema.Event) bool { return ev.Type == "auth.failed" }},
+		{"envelope host and source", []string{"host=mx?", "source=stalwart"}, func(int, schema.Event) bool { return true }},
+		{"not", []string{"type!=auth.*"}, func(_ int, ev schema.Event) bool { return !isAuth(ev) }},
+		{"several", []string{"type=auth.failed", "remoteIp=203.0.113.7", "accountName!=dave@*"},
+			func(i int, ev schema.Event) bool { return ev.Type == "auth.failed" && i%3 == 0 && i%4 != 3 }},
+		{"missing field", []string{"queueName=*"}, func(int, schema.Event) bool { return false }},
+		{"no match", []string{"remoteIp=203.0.113.8"}, func(int, schema.Event) bool { return false }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"events.>", "--json", "--since", "1h", "--until", "0s"}
+			for _, w := range tt.where {
+				args = append(args, "--where", w)
+			}
+			out, errOut := e.tailUntil(t, args...)
+			w := want(tt.keep)
+			if got := ids(t, out); strings.Join(got, ",") != strings.Join(w, ",") {
+				t.Errorf("--where %v showed %v, want %v", tt.where, got, w)
+			}
+			wantCounts := fmt.Sprintf("read %d, shown %d, filtered out %d\n", len(evs), len(w), len(evs)-len(w))
+			if !strings.Contains(errOut, wantCounts) {
+				t.Errorf("stderr %q, want the counts %q", errOut, wantCounts)
+			}
+		})
+	}
+}
+
+// TestTailHelpExamples: --help shows an example of --until and of --where.
+func TestTailHelpExamples(t *testing.T) {
+	var out, errOut strings.Builder
+	run(context.Background(), []string{"tail", "--help"}, &out, &errOut)
+	_, ex, ok := strings.Cut(errOut.String(), "Example:")
+	if !ok {
+		t.Fatalf("tail --help has no example:\n%s", errOut.String())
+	}
+	for _, want := range []string{"--until 0s", "--where remoteIp=203.0.113.7", "--where 'accountName=*@example.com'"} {
+		if !strings.Contains(ex, want) {
+			t.Errorf("tail --help example lacks %q:\n%s", want, ex)
+		}
+	}
 }
