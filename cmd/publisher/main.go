@@ -37,27 +37,31 @@ Commands:
   ingest        serve POST /v1/ingest/stalwart and /v1/ingest/dovecot
   gen           publish synthetic mail traffic
 
-Run "publisher COMMAND --help" for the flags of a command.
+Run "publisher COMMAND --help" for the flags of a command, "publisher --version"
+for the version.
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+	cmd, args := app.Command(args, "")
+	switch cmd {
+	case "":
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command")
-	}
-	switch args[0] {
 	case "file":
-		return runFile(ctx, args[1:], stdin, stdout, stderr)
+		return runFile(ctx, args, stdin, stdout, stderr)
 	case "ingest":
-		return runIngest(ctx, args[1:], stderr)
+		return runIngest(ctx, args, stderr)
 	case "gen":
-		return runGen(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
+		return runGen(ctx, args, stdout, stderr)
+	case "help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, app.Version("publisher"))
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("unknown command %q", cmd)
 }
 
 func start(ctx context.Context, f *app.Flags, httpAddr string) (*app.Process, *pipeline.Publisher, error) {

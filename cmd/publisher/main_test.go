@@ -134,3 +134,21 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpAndVersion: --help lists every command with a line each;
+// --version prints the version.
+func TestHelpAndVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, nil, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"file", "ingest", "gen"} {
+		if !strings.Contains(out.String(), "\n  "+cmd+" ") {
+			t.Errorf("--help does not list %s:\n%s", cmd, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"--version"}, nil, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "publisher ") {
+		t.Errorf("--version: %q, %v", out.String(), err)
+	}
+}
