@@ -220,12 +220,28 @@ func TestSecondRouterJoinsTheEmbeddedServer(t *testing.T) {
 	store := t.TempDir()
 	c1, c2 := parse(t, doc), parse(t, doc)
 	c1.NATS.StoreDir, c2.NATS.StoreDir = store, store
-	first := start(t, c1, app.Options{Name: "router", Embedded: true, HTTP: c1.Router.HTTP})
+	// Both run until the test ends: start's context ends when it returns,
+	// and with it the health server whose port the second must find taken.
+	running, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	run := func(c *config.Config, o app.Options) *app.Process {
+		t.Helper()
+		if o.LogOutput == nil {
+			o.LogOutput = io.Discard
+		}
+		p, err := app.Start(running, c, o)
+		if err != nil {
+			t.Fatalf("start %s: %v", o.Name, err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	first := run(c1, app.Options{Name: "router", Embedded: true, HTTP: c1.Router.HTTP})
 	if first.Embedded == nil {
 		t.Fatal("the first router started no embedded server")
 	}
 	var log logBuffer
-	second := start(t, c2, app.Options{Name: "router", Embedded: true, HTTP: c2.Router.HTTP, LogOutput: &log})
+	second := run(c2, app.Options{Name: "router", Embedded: true, HTTP: c2.Router.HTTP, LogOutput: &log})
 	if second.Embedded != nil {
 		t.Error("the second router started an embedded server too")
 	}
