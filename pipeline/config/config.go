@@ -4,8 +4,9 @@
 // can paste theirs: `[tracing.level]` overrides, `[tracer.<id>]` loggers,
 // `[webhook.<id>]` webhooks and `[metrics.prometheus]`; plus mailtel's own
 // `[nats]`, `[streams]`, `[publisher]`, `[router]`, `[sinks]` and `[logging]`
-// sections. Top-level sections mailtel does not know (a pasted `[server]`,
-// say) are ignored; unknown keys inside the sections it knows are errors.
+// sections. Stalwart's other top-level sections (a pasted `[server]`, say)
+// are ignored; any other top-level section, and unknown keys inside the
+// sections mailtel knows, are errors that name the closest known name.
 //
 // Load parses and validates; Validate reports every error at once, each
 // naming its key path ("webhook.siem.url: ...").
@@ -379,9 +380,19 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 		return nil, fmt.Errorf("parse: %w", redactParseError(err))
 	}
 	var errs []error
+	seen := map[string]bool{}
+	for _, k := range md.Keys() {
+		if len(k) == 0 || seen[k[0]] {
+			continue
+		}
+		seen[k[0]] = true
+		if !sections[k[0]] && !stalwartSections[k[0]] {
+			errs = append(errs, fmt.Errorf("%s: unknown section%s", k[0], suggest(k[0], topSections())))
+		}
+	}
 	for _, k := range md.Undecoded() {
 		if knownSection(k) && !inFreeForm(k) {
-			errs = append(errs, fmt.Errorf("%s: unknown key", k))
+			errs = append(errs, fmt.Errorf("%s: unknown key%s", k, suggest(k[len(k)-1], knownKeys(k[:len(k)-1]))))
 		}
 	}
 	c.applyDefaults()

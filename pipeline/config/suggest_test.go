@@ -1,0 +1,60 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestTyposSuggest(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"section tracr", "[tracr.log]\ntype = \"log\"\npath = \"/tmp\"\n", []string{"tracr: unknown section (did you mean tracer?)"}},
+		{"section webhok", "[webhok.siem]\nurl = \"https://x.example\"\n", []string{"webhok: unknown section (did you mean webhook?)"}},
+		{"section far from all", "[zzzzzzzz]\na = 1\n", []string{"zzzzzzzz: unknown section"}},
+		{"key levle", "[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\nlevle = \"info\"\n", []string{"tracer.log.levle: unknown key (did you mean level?)"}},
+		{"key in sinks", "[sinks]\ndiscard-aftr = \"1h\"\n", []string{"sinks.discard-aftr: unknown key (did you mean discard-after?)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestStalwartPasteStillValid(t *testing.T) {
+	data, err := os.ReadFile("testdata/stalwart-paste.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data) + "\n[session.rcpt]\ndirectory = \"'*'\"\n[spam-filter]\nenable = true\n[queue.outbound]\nhostname = \"x\"\n"
+	if _, err := Parse([]byte(doc)); err != nil {
+		t.Fatalf("Stalwart paste: %v", err)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	for _, tc := range []struct{ word, want string }{
+		{"tracr", "tracer"}, {"webhok", "webhook"}, {"levle", "level"}, {"xyz", ""}, {"ab", ""},
+	} {
+		t.Run(tc.word, func(t *testing.T) {
+			got := suggest(tc.word, []string{"tracer", "webhook", "level", "nats"})
+			want := ""
+			if tc.want != "" {
+				want = " (did you mean " + tc.want + "?)"
+			}
+			if got != want {
+				t.Errorf("suggest(%q) = %q, want %q", tc.word, got, want)
+			}
+		})
+	}
+}
