@@ -58,3 +58,32 @@ func TestSuggest(t *testing.T) {
 		})
 	}
 }
+
+func TestUnknownEventIDsWarn(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{"override", "[tracing.level]\n\"auth.sucess\" = \"debug\"\n", []string{`tracing.level.auth.sucess: "auth.sucess" is not in the event catalog (did you mean auth.success?)`}},
+		{"dotted override", "[tracing.level]\nauth.sucess = \"debug\"\n", []string{"(did you mean auth.success?)"}},
+		{"webhook events", "[webhook.siem]\nurl = \"https://x.example\"\nevents = [\"auth.bannd\", \"auth.*\", \"*-fail\"]\n", []string{`webhook.siem.events[0]: "auth.bannd" is not in the event catalog (did you mean auth.banned?)`}},
+		{"disabled events", "[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\ndisabled-events = [\"network.*\", \"auth.succes\"]\n", []string{"tracer.log.disabled-events[1]: "}},
+		{"metrics", "[metrics]\ndisabled-events = [\"zz.unheard-of\"]\n", []string{`metrics.disabled-events[0]: "zz.unheard-of" is not in the event catalog; it matches`}},
+		{"known ids no warning", "[tracing.level]\n\"auth.success\" = \"debug\"\n[webhook.w]\nurl = \"https://x.example\"\nevents = [\"auth.banned\", \"smtp.*\"]\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.doc))
+			if err != nil {
+				t.Fatalf("a file with only warnings is valid: %v", err)
+			}
+			if len(c.Warnings) != len(tc.want) {
+				t.Fatalf("warnings = %q, want %d", c.Warnings, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(c.Warnings[i], w) {
+					t.Errorf("warning %q lacks %q", c.Warnings[i], w)
+				}
+			}
+		})
+	}
+}
