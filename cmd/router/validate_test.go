@@ -20,6 +20,11 @@ func TestValidateTypos(t *testing.T) {
 			stderr: []string{"tracr: unknown section (did you mean tracer?)"},
 		},
 		{
+			name:   "type errors and a bad level in one run",
+			doc:    "[streams]\nmax-age = \"7 days\"\n[webhook.siem]\nurl = \"https://siem.example\"\nevents = [\"*\"]\nenable = \"yes\"\n[tracer.log]\ntype = \"log\"\npath = \"/tmp/x\"\nlevle = \"info\"\nlevel = \"loud\"\n",
+			stderr: []string{`streams.max-age (line 2): invalid duration "7 days"`, "webhook.siem.enable (line 6): want true or false", "tracer.log.levle: unknown key (did you mean level?)", "tracer.log.level: unknown level"},
+		},
+		{
 			name:   "misspelled event id is a warning",
 			doc:    "[tracing.level]\n\"auth.sucess\" = \"debug\"\n[webhook.siem]\nurl = \"https://siem.example\"\nevents = [\"auth.bannd\", \"auth.*\"]\n",
 			ok:     true,

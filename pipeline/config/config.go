@@ -381,25 +381,9 @@ func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 // ParseWith is Parse with adjust applied before validation (see LoadWith).
 func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	c := &Config{}
-	md, err := toml.Decode(string(data), c)
+	errs, err := decode(string(data), c)
 	if err != nil {
-		return nil, fmt.Errorf("parse: %w", redactParseError(err))
-	}
-	var errs []error
-	seen := map[string]bool{}
-	for _, k := range md.Keys() {
-		if len(k) == 0 || seen[k[0]] {
-			continue
-		}
-		seen[k[0]] = true
-		if !sections[k[0]] && !stalwartSections[k[0]] {
-			errs = append(errs, fmt.Errorf("%s: unknown section%s", k[0], suggest(k[0], topSections())))
-		}
-	}
-	for _, k := range md.Undecoded() {
-		if knownSection(k) && !inFreeForm(k) {
-			errs = append(errs, fmt.Errorf("%s: unknown key%s", k, suggest(k[len(k)-1], knownKeys(k[:len(k)-1]))))
-		}
+		return nil, fmt.Errorf("parse: %w", err)
 	}
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
@@ -441,15 +425,6 @@ func redactParseError(err error) error {
 
 var sections = map[string]bool{"tracing": true, "tracer": true, "webhook": true, "metrics": true,
 	"nats": true, "streams": true, "publisher": true, "router": true, "sinks": true, "logging": true}
-
-func knownSection(k toml.Key) bool { return len(k) > 0 && sections[k[0]] }
-
-// inFreeForm reports keys that are decoded into `any` on purpose.
-func inFreeForm(k toml.Key) bool {
-	return len(k) >= 2 && ((k[0] == "tracing" && k[1] == "level") ||
-		(k[0] == "metrics" && k[1] == "open-telemetry") ||
-		(k[0] == "tracer" && len(k) >= 3 && k[2] == "buffered"))
-}
 
 func (c *Config) applyDefaults() {
 	def := func(s *string, v string) {

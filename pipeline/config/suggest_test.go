@@ -87,3 +87,64 @@ func TestUnknownEventIDsWarn(t *testing.T) {
 		})
 	}
 }
+
+func TestEveryErrorInOneRun(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []string
+	}{
+		{
+			name: "type errors and a bad level",
+			doc:  "[streams]\nmax-age = \"7 days\"\n[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\nenable = \"yes\"\nlevel = \"loud\"\n",
+			want: []string{
+				`streams.max-age (line 2): invalid duration "7 days"`,
+				"tracer.log.enable (line 6): want true or false, not a string",
+				`tracer.log.level: unknown level "loud"`,
+			},
+		},
+		{
+			name: "type error, unknown key and unknown section",
+			doc:  "[router]\nworkers = \"4\"\nbatchh = 10\n[tracr.log]\ntype = \"log\"\n",
+			want: []string{
+				"router.workers (line 2): want an integer, not a string",
+				"router.batchh: unknown key (did you mean batch?)",
+				"tracr: unknown section (did you mean tracer?)",
+			},
+		},
+		{
+			name: "not a table",
+			doc:  "streams = 5\n[webhook.w]\nurl = \"https://x.example\"\nevents = [\"*\"]\nheaders = 5\n",
+			want: []string{"streams: want a table, not an integer", "webhook.w.headers: want a table, not an integer"},
+		},
+		{
+			name: "a type error never echoes a secret",
+			doc:  "[nats]\ntoken = [\"TokSecret\"]\n[publisher]\npassword = 7\n",
+			want: []string{"nats.token (line 2): want a string, not a list", "publisher.password (line 4): want a string, not an integer"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if strings.Contains(err.Error(), "TokSecret") {
+				t.Errorf("error echoes the secret: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestSyntaxErrorStopsAndIsRedacted(t *testing.T) {
+	_, err := Parse([]byte("[streams]\nmax-age = \"7 days\"\n[nats]\ntoken = TokSecret123\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if strings.Contains(err.Error(), "TokSecret") || !strings.Contains(err.Error(), "line 4") {
+		t.Errorf("syntax error = %v", err)
+	}
+}
