@@ -379,6 +379,8 @@ func LoadWith(path string, adjust func(*Config)) (*Config, error) {
 func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 
 // ParseWith is Parse with adjust applied before validation (see LoadWith).
+// The error of an invalid document lists every error, then the warnings,
+// each prefixed "warning: "; a valid one has its warnings in Warnings.
 func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	c := &Config{}
 	errs, err := decode(string(data), c)
@@ -394,6 +396,10 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
+		// The warnings too, so that one run shows everything to fix.
+		for _, w := range c.Warnings {
+			errs = append(errs, fmt.Errorf("warning: %s", w))
+		}
 		return nil, errors.Join(errs...)
 	}
 	return c, nil

@@ -139,6 +139,18 @@ func TestEveryErrorInOneRun(t *testing.T) {
 	}
 }
 
+func TestInvalidFileListsWarningsToo(t *testing.T) {
+	_, err := Parse([]byte("[tracing.level]\n\"auth.sucess\" = \"loud\"\n\"auth.faild\" = \"debug\"\n"))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"unknown level", "warning: tracing.level.auth.faild: \"auth.faild\" is not in the event catalog (did you mean auth.failed?)"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+}
+
 func TestSyntaxErrorStopsAndIsRedacted(t *testing.T) {
 	_, err := Parse([]byte("[streams]\nmax-age = \"7 days\"\n[nats]\ntoken = TokSecret123\n"))
 	if err == nil {
