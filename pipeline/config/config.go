@@ -387,6 +387,7 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
+	errs = dropForeignTracerKeys(errs, c)
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
 	if adjust != nil {

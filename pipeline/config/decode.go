@@ -79,7 +79,7 @@ func decodeValue(md *toml.MetaData, prim toml.Primitive, fv reflect.Value, path 
 			p := append(path[:len(path):len(path)], k)
 			idx, ok := fields[k]
 			if !ok {
-				*errs = append(*errs, fmt.Errorf("%s: unknown key%s", p, suggest(k, knownKeys(path))))
+				*errs = append(*errs, &unknownKeyError{p, suggest(k, knownKeys(path))})
 				continue
 			}
 			decodeValue(md, m[k], fv.FieldByIndex(idx), p, errs)
@@ -197,4 +197,30 @@ func deref(t reflect.Type) reflect.Type {
 func implementsUnmarshal(t reflect.Type) bool {
 	p := reflect.PointerTo(t)
 	return p.Implements(unmarshalerType) || p.Implements(textUnmarshalerType)
+}
+
+// unknownKeyError is a key mailtel does not know inside a section it does.
+type unknownKeyError struct {
+	path toml.Key
+	hint string
+}
+
+func (e *unknownKeyError) Error() string { return e.path.String() + ": unknown key" + e.hint }
+
+// dropForeignTracerKeys removes the unknown-key errors of disabled tracers
+// of a type mailtel does not run (Stalwart's open-telemetry or journal
+// tracers, pasted with enable = false): their keys are Stalwart's, not
+// typos.
+func dropForeignTracerKeys(errs []error, c *Config) []error {
+	out := errs[:0]
+	for _, err := range errs {
+		if e, ok := err.(*unknownKeyError); ok && len(e.path) >= 3 && e.path[0] == "tracer" {
+			if t := c.Tracers[e.path[1]]; t != nil && t.Enable != nil && !*t.Enable &&
+				t.Type != "log" && t.Type != KindConsole && t.Type != KindStdout {
+				continue
+			}
+		}
+		out = append(out, err)
+	}
+	return out
 }

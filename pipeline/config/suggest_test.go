@@ -15,6 +15,7 @@ func TestTyposSuggest(t *testing.T) {
 		{"section webhok", "[webhok.siem]\nurl = \"https://x.example\"\n", []string{"webhok: unknown section (did you mean webhook?)"}},
 		{"section far from all", "[zzzzzzzz]\na = 1\n", []string{"zzzzzzzz: unknown section"}},
 		{"key levle", "[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\nlevle = \"info\"\n", []string{"tracer.log.levle: unknown key (did you mean level?)"}},
+		{"key of an enabled foreign tracer", "[tracer.otel]\ntype = \"open-telemetry\"\nendpoint = \"x\"\n", []string{"tracer.otel.endpoint: unknown key", "tracer.otel.type: unsupported tracer type"}},
 		{"key in sinks", "[sinks]\ndiscard-aftr = \"1h\"\n", []string{"sinks.discard-aftr: unknown key (did you mean discard-after?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,7 +37,7 @@ func TestStalwartPasteStillValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := string(data) + "\n[session.rcpt]\ndirectory = \"'*'\"\n[spam-filter]\nenable = true\n[queue.outbound]\nhostname = \"x\"\n"
+	doc := string(data) + "\n[tracer.otel2]\ntype = \"open-telemetry\"\nenable = false\nendpoint = \"https://otel:4317\"\ntransport = \"grpc\"\n[session.rcpt]\ndirectory = \"'*'\"\n[spam-filter]\nenable = true\n[queue.outbound]\nhostname = \"x\"\n"
 	if _, err := Parse([]byte(doc)); err != nil {
 		t.Fatalf("Stalwart paste: %v", err)
 	}
