@@ -56,34 +56,3 @@ func runCatalog(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
-
-func runValidate(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("router validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration `file` to check (required)")
-	fs.Usage = app.Usage(fs, "usage: router validate --config FILE\n\nChecks the file and prints every error with its key path; exits non-zero if there is any.",
-		"  router validate --config mailtel.toml")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *cfgPath == "" {
-		return fmt.Errorf("validate: --config is required")
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return fmt.Errorf("%s is not valid", *cfgPath)
-	}
-	fmt.Fprintf(stdout, "%s is valid: %d sinks (", *cfgPath, len(cfg.SinkSpecs()))
-	for i, s := range cfg.SinkSpecs() {
-		if i > 0 {
-			fmt.Fprint(stdout, ", ")
-		}
-		fmt.Fprintf(stdout, "%s:%s", s.Name, s.Kind)
-		if s.ServerFanOut {
-			fmt.Fprint(stdout, " fed by the server")
-		}
-	}
-	fmt.Fprintf(stdout, "), %d level overrides\n", len(cfg.Tracing.Overrides))
-	return nil
-}

@@ -4,8 +4,9 @@
 // can paste theirs: `[tracing.level]` overrides, `[tracer.<id>]` loggers,
 // `[webhook.<id>]` webhooks and `[metrics.prometheus]`; plus mailtel's own
 // `[nats]`, `[streams]`, `[publisher]`, `[router]`, `[sinks]` and `[logging]`
-// sections. Top-level sections mailtel does not know (a pasted `[server]`,
-// say) are ignored; unknown keys inside the sections it knows are errors.
+// sections. Stalwart's other top-level sections (a pasted `[server]`, say)
+// are ignored; any other top-level section, and unknown keys inside the
+// sections mailtel knows, are errors that name the closest known name.
 //
 // Load parses and validates; Validate reports every error at once, each
 // naming its key path ("webhook.siem.url: ...").
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -45,6 +47,11 @@ type Config struct {
 	Levels *catalog.Levels `toml:"-"`
 	// Path is the file the configuration came from ("" for Default).
 	Path string `toml:"-"`
+	// Warnings are what Validate found suspicious but not wrong, each
+	// prefixed with its key path: an exact event id the catalog does not
+	// have (a typo, or an event of a newer Stalwart), with the nearest id
+	// it has. A process logs them at start; `router validate` prints them.
+	Warnings []string `toml:"-"`
 }
 
 // Tracing is Stalwart's `[tracing]` section. `[tracing.level]` maps event
@@ -372,18 +379,15 @@ func LoadWith(path string, adjust func(*Config)) (*Config, error) {
 func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 
 // ParseWith is Parse with adjust applied before validation (see LoadWith).
+// The error of an invalid document lists every error, then the warnings,
+// each prefixed "warning: "; a valid one has its warnings in Warnings.
 func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	c := &Config{}
-	md, err := toml.Decode(string(data), c)
+	errs, err := decode(string(data), c)
 	if err != nil {
-		return nil, fmt.Errorf("parse: %w", redactParseError(err))
+		return nil, fmt.Errorf("parse: %w", err)
 	}
-	var errs []error
-	for _, k := range md.Undecoded() {
-		if knownSection(k) && !inFreeForm(k) {
-			errs = append(errs, fmt.Errorf("%s: unknown key", k))
-		}
-	}
+	errs = dropForeignTracerKeys(errs, c)
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
 	if adjust != nil {
@@ -393,6 +397,10 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
+		// The warnings too, so that one run shows everything to fix.
+		for _, w := range c.Warnings {
+			errs = append(errs, fmt.Errorf("warning: %s", w))
+		}
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
@@ -424,15 +432,6 @@ func redactParseError(err error) error {
 
 var sections = map[string]bool{"tracing": true, "tracer": true, "webhook": true, "metrics": true,
 	"nats": true, "streams": true, "publisher": true, "router": true, "sinks": true, "logging": true}
-
-func knownSection(k toml.Key) bool { return len(k) > 0 && sections[k[0]] }
-
-// inFreeForm reports keys that are decoded into `any` on purpose.
-func inFreeForm(k toml.Key) bool {
-	return len(k) >= 2 && ((k[0] == "tracing" && k[1] == "level") ||
-		(k[0] == "metrics" && k[1] == "open-telemetry") ||
-		(k[0] == "tracer" && len(k) >= 3 && k[2] == "buffered"))
-}
 
 func (c *Config) applyDefaults() {
 	def := func(s *string, v string) {
@@ -543,14 +542,20 @@ func (c *Config) Validate() error {
 	add := func(path string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
+	c.Warnings = nil
+	warn := func(path string, format string, args ...any) {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
 
 	raw := map[string]string{}
 	flattenLevels("", c.Tracing.Level, raw, func(path string) { add("tracing.level."+path, "want a level name") })
 	ov, lerrs := catalog.ParseOverrides(raw)
 	errs = append(errs, lerrs...)
-	for id := range ov {
+	for _, id := range sortedKeys(ov) {
 		if !ValidEventID(id) {
 			add("tracing.level."+id, "not an event id (want category.event)")
+		} else {
+			checkKnownEvent("tracing.level."+id, id, warn)
 		}
 	}
 	c.Tracing.Overrides = ov
@@ -597,8 +602,8 @@ func (c *Config) Validate() error {
 		default:
 			add(p+".format", "want json or text, not %q", t.Format)
 		}
-		checkPatterns(p+".disabled-events", t.DisabledEvents, add)
-		checkPatterns(p+".events", t.Events, add)
+		checkPatterns(p+".disabled-events", t.DisabledEvents, add, warn)
+		checkPatterns(p+".events", t.Events, add, warn)
 		checkPolicy(p+".events-policy", t.EventsPolicy, add)
 	}
 	for _, id := range sortedKeys(c.Webhooks) {
@@ -619,7 +624,7 @@ func (c *Config) Validate() error {
 		if len(w.Events) == 0 {
 			add(p+".events", "required: the events this webhook receives (e.g. [\"auth.*\"] or [\"*\"])")
 		}
-		checkPatterns(p+".events", w.Events, add)
+		checkPatterns(p+".events", w.Events, add, warn)
 		checkPolicy(p+".events-policy", w.EventsPolicy, add)
 		if w.BatchSize < 1 {
 			add(p+".batch-size", "must be at least 1")
@@ -631,7 +636,7 @@ func (c *Config) Validate() error {
 	if c.Metrics.Prometheus.Enable {
 		claim("metrics", "metrics.prometheus")
 	}
-	checkPatterns("metrics.disabled-events", c.Metrics.DisabledEvents, add)
+	checkPatterns("metrics.disabled-events", c.Metrics.DisabledEvents, add, warn)
 
 	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
 		add("streams.replicas", "must be between 1 and 5")
@@ -745,13 +750,34 @@ func flattenLevels(prefix string, m map[string]any, out map[string]string, bad f
 	}
 }
 
-func checkPatterns(path string, pats []string, add func(string, string, ...any)) {
+func checkPatterns(path string, pats []string, add, warn func(string, string, ...any)) {
 	for i, p := range pats {
 		if _, err := ParsePattern(p); err != nil {
 			add(fmt.Sprintf("%s[%d]", path, i), "%v", err)
+		} else if !strings.Contains(p, "*") {
+			checkKnownEvent(fmt.Sprintf("%s[%d]", path, i), p, warn)
 		}
 	}
 }
+
+// checkKnownEvent warns about an exact event id the catalog does not have,
+// naming the nearest one it has. A warning, not an error: Stalwart adds
+// events between versions, and a newer server may send this one.
+func checkKnownEvent(path, id string, warn func(string, string, ...any)) {
+	if _, ok := catalog.Lookup(id); ok {
+		return
+	}
+	warn(path, "%q is not in the event catalog%s; it matches only if a newer server sends it", id, suggest(id, catalogIDs()))
+}
+
+var catalogIDs = sync.OnceValue(func() []string {
+	all := catalog.All()
+	ids := make([]string, len(all))
+	for i := range all {
+		ids[i] = all[i].ID
+	}
+	return ids
+})
 
 func (c *Config) checkRetry(path string, r Retry, add func(string, string, ...any)) {
 	if r.DiscardAfter > c.Streams.MaxAge {
