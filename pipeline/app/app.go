@@ -96,6 +96,9 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	if o.LogOutput != nil {
 		p.Log = p.Log.Output(o.LogOutput)
 	}
+	for _, w := range c.Warnings {
+		p.Log.Warn().Msg("configuration: " + w)
+	}
 	var err error
 	if p.HTTPAddr, err = obs.Serve(ctx, o.HTTP, p.Metrics, p.Health, p.Log); err != nil {
 		return nil, err
