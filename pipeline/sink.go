@@ -209,6 +209,8 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 			m, err := it.Next()
 			if err != nil {
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					// What a last push raced into msgs after the pause.
+					r.release(msgs)
 					return
 				}
 				r.log.Warn().Err(err).Msg("pull")
@@ -230,13 +232,13 @@ func (r *SinkRunner) consume(ctx context.Context, cons jetstream.Consumer) error
 	}()
 	stop := context.AfterFunc(ctx, pause)
 	defer stop()
-	// Whatever ends this pull, nothing fetched is kept: it is released
-	// for redelivery at once rather than after AckWait.
+	// Whatever ends this pull, nothing fetched is kept: it is given back
+	// to JetStream (letGo) rather than held until AckWait. The iterator
+	// may take a while to close after Drain; what it still delivers, the
+	// goroutine above gives back, so this does not wait for it.
 	defer func() {
 		pause()
-		for m := range msgs {
-			r.letGo(m)
-		}
+		r.release(msgs)
 	}()
 
 	batch := make([]jetstream.Msg, 0, r.opts.Batch)
