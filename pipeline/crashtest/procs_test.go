@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
 
 // binaries builds cmd/router, cmd/sinks and cmd/publisher once per test
@@ -161,7 +162,7 @@ func (c *cluster) start(kind string, args ...string) *proc {
 	exe := kind
 	switch kind {
 	case "router", "sinks":
-		p.http = freeAddr(c.t)
+		p.http = pipelinetest.FreeAddr(c.t)
 		argv = append([]string{"run", "--http", p.http}, argv...)
 	case "publisher":
 		argv = append([]string{"gen"}, argv...)
@@ -405,19 +406,6 @@ func exitText(err error) string {
 		return "0"
 	}
 	return err.Error()
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // scrape reads the mailtel_* series of a Prometheus /metrics page.

@@ -65,7 +65,7 @@ func startServer(t *testing.T, dir string) *natsServer {
 	if err := os.MkdirAll(filepath.Dir(s.logPath), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	addr, mon := freeAddr(t), freeAddr(t)
+	addr, mon := pipelinetest.FreeAddr(t), pipelinetest.FreeAddr(t)
 	host, port, _ := strings.Cut(addr, ":")
 	_, monPort, _ := strings.Cut(mon, ":")
 	s.url, s.monitor = "nats://"+addr, mon

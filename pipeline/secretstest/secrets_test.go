@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 )
 
@@ -189,7 +190,7 @@ func TestSearchFinds(t *testing.T) {
 
 // addr picks a free address for key.
 func addr(t *testing.T, m map[string]string, key string) string {
-	m[key] = freeAddr(t)
+	m[key] = pipelinetest.FreeAddr(t)
 	return m[key]
 }
 
@@ -483,12 +484,13 @@ func failures(t *testing.T, w *world, c configs, invalid map[string]string) []cm
 	closed := fmt.Sprintf("nats://mailtel:%s@%s", w.natsFlagPass, w.closedAddr)
 	badURL := fmt.Sprintf("nats://mailtel:%s%%zz@%s", w.natsFlagPass, w.closedAddr)
 	slashURL := fmt.Sprintf("nats://mailtel:%s/x@%s", w.natsFlagPass, w.closedAddr) // the password is read as a port
-	freeHTTP := func() string { return freeAddr(t) }
+	freeHTTP := func() string { return pipelinetest.FreeAddr(t) }
 	// A process retries its first connection until its deadline (30s):
 	// it is interrupted after brief, and says what it could not connect to.
 	const brief = 3 * time.Second
 	cmds := []cmd{
-		{"router (NATS unreachable, user/password)", brief, "router", []string{"run", "--config", c.closed, "--http", freeHTTP()}},
+		// Long enough for its "waiting for NATS" warning (after 2s) on a loaded machine.
+		{"router (NATS unreachable, user/password)", 2 * brief, "router", []string{"run", "--config", c.closed, "--http", freeHTTP()}},
 		{"router (NATS unreachable, tokens)", brief, "router", []string{"run", "--config", c.closedTok, "--http", freeHTTP()}},
 		{"sinks (NATS unreachable)", brief, "sinks", []string{"run", "--config", c.closedTok, "--http", freeHTTP()}},
 		{"sinks (NATS unreachable, console)", brief, "sinks", []string{"run", "--config", c.closed, "--http", freeHTTP()}},

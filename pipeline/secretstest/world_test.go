@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
 
 // hook is one [webhook.<name>] of the configuration and its receiver.
@@ -105,8 +107,11 @@ func newWorld(t *testing.T, h *harness) *world {
 	w := &world{t: t, h: h, s: s, hooks: map[string]*hook{}, quit: make(chan struct{})}
 	t.Cleanup(func() { close(w.quit) })
 
-	w.natsAddr, w.upassAddr, w.closedAddr, w.closedAddr2 = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	w.upAddr, w.upHTTP, w.metricsAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	w.natsAddr, w.upassAddr = pipelinetest.FreeAddr(t), pipelinetest.FreeAddr(t)
+	// Reserved, not merely free: a parallel test package that took one of
+	// them would answer in place of "connection refused".
+	w.closedAddr, w.closedAddr2 = pipelinetest.ReservePort(t).Addr, pipelinetest.ReservePort(t).Addr
+	w.upAddr, w.upHTTP, w.metricsAddr = pipelinetest.FreeAddr(t), pipelinetest.FreeAddr(t), pipelinetest.FreeAddr(t)
 	w.natsToken = s.add("nats.token (and the token of nats.url)", "nats-token")
 	w.natsTokenRef = w.ref(w.natsToken, "file")
 	w.natsPassword = s.add("nats.password (and the password of nats.url)", "nats-password")

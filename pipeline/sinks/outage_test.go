@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -76,12 +75,8 @@ func (rc *recoveringReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 // degraded and mailtel_sink_up is 0.
 func TestWebhookOutage(t *testing.T) {
 	env := pipelinetest.Start(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // refused until the receiver listens here
+	port := pipelinetest.ReservePort(t) // refused until the receiver listens there
+	addr := port.Addr
 
 	tp := startPipeline(t, env, `
 [webhook.siem]
@@ -145,9 +140,9 @@ events = ["*"]
 	t.Logf("after %s down: the process held at most %d messages, %d wait in JetStream; %s", time.Since(down).Round(time.Second), maxAck, pending, readyz())
 
 	rc := &recoveringReceiver{delivered: map[string]int{}}
-	ln, err = net.Listen("tcp", addr)
+	ln, err := port.Listen()
 	if err != nil {
-		t.Fatalf("listen again on %s: %v", addr, err)
+		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(rc)
 	srv.Listener.Close()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,17 +23,6 @@ import (
 	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/schema"
 )
-
-// freeAddr returns a 127.0.0.1 address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // sinksProc is one in-process sinks process: what `sinks run` starts.
 type sinksProc struct {
@@ -97,7 +85,7 @@ func TestIdenticalSinksProcesses(t *testing.T) {
 	const n = 6000
 	env := pipelinetest.Start(t)
 	dir := t.TempDir()
-	httpAddr := freeAddr(t)
+	httpAddr := pipelinetest.FreeAddr(t)
 	doc := fmt.Sprintf(`
 [tracer.log]
 type = "log"
@@ -242,7 +230,7 @@ http = %q
 // process running it fails, saying why.
 func TestSecondMetricsSink(t *testing.T) {
 	env := pipelinetest.Start(t)
-	doc := fmt.Sprintf("[metrics.prometheus]\nenable = true\nlisten = %q\n[sinks]\nhttp = %q\n", freeAddr(t), freeAddr(t))
+	doc := fmt.Sprintf("[metrics.prometheus]\nenable = true\nlisten = %q\n[sinks]\nhttp = %q\n", pipelinetest.FreeAddr(t), pipelinetest.FreeAddr(t))
 	cfg, err := config.Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)

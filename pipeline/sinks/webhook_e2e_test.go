@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -124,12 +123,8 @@ func TestWebhookEndToEnd(t *testing.T) {
 	env := pipelinetest.Start(t)
 
 	// A port nothing listens on yet: the first requests are refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	port := pipelinetest.ReservePort(t)
+	addr := port.Addr
 
 	rc := &siemReceiver{key: []byte("siem-secret"), answers: map[int]int{}, delivered: map[string]int{}, rejected: map[string]bool{}}
 	cfg, err := config.Parse([]byte(`
@@ -232,9 +227,9 @@ batch = 100
 		return int(m.GetCounter().GetValue())
 	}
 	poll(t, 15*time.Second, "the sink retries refused connections", func() bool { return retried() >= 2 })
-	ln, err = net.Listen("tcp", addr)
+	ln, err := port.Listen()
 	if err != nil {
-		t.Fatalf("listen again on %s, the port the webhook posts to: %v", addr, err)
+		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(rc)
 	srv.Listener.Close()
