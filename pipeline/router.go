@@ -50,14 +50,16 @@ type RouterOptions struct {
 type Router struct {
 	js      jetstream.JetStream // for consumers and dead letters
 	pub     jetstream.JetStream // for copies; its handlers settle them
-	table   *Table
+	table   atomic.Pointer[Table] // its RouterTable; SetTable replaces it
 	opts    RouterOptions
 	log     zerolog.Logger
 	metrics *obs.Metrics
 	health  *obs.Health
 
 	received, redelivered, retried, dlqs prometheus.Counter
-	routed                               map[string]prometheus.Counter // by sink
+	// routed holds mailtel_routed_total by sink; SetTable replaces it with
+	// a copy that has the new sinks too.
+	routed atomic.Pointer[map[string]prometheus.Counter]
 
 	mu      sync.Mutex
 	pending map[*nats.Msg]*routing // copy -> its source
@@ -99,22 +101,55 @@ func NewRouter(js jetstream.JetStream, table *Table, opts RouterOptions, log zer
 	if opts.AckWait == 0 {
 		opts.AckWait = 30 * time.Second
 	}
-	full := table
-	table = table.RouterTable()
-	r := &Router{js: js, table: table, opts: opts, log: log, metrics: m, health: h,
+	r := &Router{js: js, opts: opts, log: log, metrics: m, health: h,
 		received:    m.Received.WithLabelValues("router"),
 		redelivered: m.Redelivered.WithLabelValues("router"),
 		retried:     m.Retried.WithLabelValues("router"),
 		dlqs:        m.DeadLettered.WithLabelValues("router"),
-		routed:      map[string]prometheus.Counter{},
 		pending:     map[*nats.Msg]*routing{},
 	}
 	r.idle = sync.NewCond(&r.mu)
-	r.serverOnly = len(full.Specs()) > 0 && len(table.Specs()) == 0
-	for _, s := range table.Specs() {
-		r.routed[s.Name] = m.Routed.WithLabelValues(s.Name)
-	}
+	r.serverOnly = len(table.Specs()) > 0 && len(table.RouterTable().Specs()) == 0
+	r.routed.Store(&map[string]prometheus.Counter{})
+	r.SetTable(table)
 	return r
+}
+
+// SetTable makes the router route by table from the next message on (a
+// configuration reload). A message is routed by one table: the one in
+// place when its handling began, and it is acked when the copies that
+// table asked for are stored. SetTable returns what changed, or an error
+// (and changes nothing) when the router cannot follow: a router that does
+// not consume because the server feeds every sink ([router]
+// server-fan-out) starts to consume only after a restart.
+func (r *Router) SetTable(table *Table) (string, error) {
+	rt := table.RouterTable()
+	if r.serverOnly && len(rt.Specs()) > 0 {
+		return "", fmt.Errorf("sinks %s are to be routed by the router, which does not consume while the NATS server feeds every sink ([router] server-fan-out): restart the router", specNames(rt.Specs()))
+	}
+	counters := map[string]prometheus.Counter{}
+	for k, v := range *r.routed.Load() {
+		counters[k] = v
+	}
+	for _, s := range rt.Specs() {
+		if counters[s.Name] == nil {
+			counters[s.Name] = r.metrics.Routed.WithLabelValues(s.Name)
+		}
+	}
+	r.routed.Store(&counters)
+	old := r.table.Swap(rt)
+	if old == nil {
+		return "", nil
+	}
+	return old.Diff(rt), nil
+}
+
+func specNames(specs []config.SinkSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // RouterOptionsFrom reads the router options from a configuration.
@@ -225,7 +260,7 @@ func (r *Router) handle(msg jetstream.Msg) {
 		r.deadLetter(msg, fmt.Errorf("event type %q does not match subject %q", typ, msg.Subject()))
 		return
 	}
-	targets, known := r.table.Route(id)
+	targets, known := r.table.Load().Route(id)
 	if !known {
 		r.metrics.UnknownTypes.Inc()
 	}
@@ -265,7 +300,7 @@ func (r *Router) settle(out *nats.Msg, err error) {
 	if err != nil {
 		rt.failed.Store(true)
 		r.log.Warn().Err(err).Str("subject", out.Subject).Msg("store routed copy; the event will be redelivered")
-	} else if c := r.routed[sinkOf(out.Subject)]; c != nil {
+	} else if c := (*r.routed.Load())[sinkOf(out.Subject)]; c != nil {
 		c.Inc()
 	}
 	if rt.copies.Add(-1) > 0 {

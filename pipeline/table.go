@@ -1,6 +1,10 @@
 package pipeline
 
 import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/mailtel/mailtel/catalog"
@@ -102,3 +106,45 @@ func (t *Table) RouterTable() *Table {
 
 // Specs returns the sink specs the table was compiled from.
 func (t *Table) Specs() []config.SinkSpec { return t.specs }
+
+// Diff says how next routes differently from t: the sinks added and
+// removed, and how many catalog event types go to other sinks than before
+// ("" when none).
+func (t *Table) Diff(next *Table) string {
+	had, has := map[string]bool{}, map[string]bool{}
+	for _, s := range t.specs {
+		had[s.Name] = true
+	}
+	for _, s := range next.specs {
+		has[s.Name] = true
+	}
+	var parts []string
+	if added := missingFrom(has, had); len(added) > 0 {
+		parts = append(parts, "sinks added: "+strings.Join(added, ", "))
+	}
+	if removed := missingFrom(had, has); len(removed) > 0 {
+		parts = append(parts, "sinks removed: "+strings.Join(removed, ", "))
+	}
+	types := 0
+	for i := range t.byIndex {
+		if !slices.Equal(t.byIndex[i], next.byIndex[i]) {
+			types++
+		}
+	}
+	if types > 0 {
+		parts = append(parts, fmt.Sprintf("%d event types routed to other sinks", types))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// missingFrom returns the keys of a that b lacks, sorted.
+func missingFrom(a, b map[string]bool) []string {
+	var out []string
+	for k := range a {
+		if !b[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -132,19 +132,25 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	f.Register(fs)
 	listen := fs.String("listen", "", "`address` to serve on (overrides [publisher] listen, default 127.0.0.1:8025)")
 	httpAddr := fs.String("http", "127.0.0.1:9103", "`address` of /healthz, /readyz, /metrics")
-	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request),\nboth with Content-Type: application/json.\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down), or,\nwith Retry-After, when max-in-flight-bytes of requests are in flight.\nAuthentication ([publisher] token, user/password, signature-key) is checked before a\nbody is read, and required when listening beyond loopback.",
+	watch := fs.Bool("watch", false, "reload the credentials when the configuration file changes (SIGHUP always reloads)")
+	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request),\nboth with Content-Type: application/json.\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down), or,\nwith Retry-After, when max-in-flight-bytes of requests are in flight.\nAuthentication ([publisher] token, user/password, signature-key) is checked before a\nbody is read, and required when listening beyond loopback. SIGHUP (or, with --watch,\nsaving the file) reloads them: rotate a token without dropping a request.",
 		"  publisher ingest --listen 0.0.0.0:8025 --config mailtel.toml\n  # Stalwart: [webhook.mailtel] url = \"http://mailtel:8025/v1/ingest/stalwart\"")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	reloads := app.ListenReloads(f.Config, *watch)
+	defer reloads.Close()
 	// --listen is validated with the file: beyond loopback, only with
 	// authentication.
-	cfg, err := config.LoadWith(f.Config, func(c *config.Config) {
-		f.Apply(c)
-		if *listen != "" {
-			c.Publisher.Listen = *listen
-		}
-	})
+	load := func() (*config.Config, error) {
+		return config.LoadWith(f.Config, func(c *config.Config) {
+			f.Apply(c)
+			if *listen != "" {
+				c.Publisher.Listen = *listen
+			}
+		})
+	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
@@ -162,6 +168,12 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	h := ingest.NewHandler(pub, p.JS, cfg.Publisher, p.Log, p.Metrics)
 	p.Log.Info().Str("listen", ln.Addr().String()).Msg("ingest listening: POST " + ingest.PathStalwart + ", " + ingest.PathDovecot)
+	go p.Reload(ctx, reloads, app.Reloader{Load: load, Apply: func(_ context.Context, c *config.Config) (string, error) {
+		if h.SetCredentials(c.Publisher) {
+			return "ingest credentials", nil
+		}
+		return "", nil
+	}})
 	return h.Serve(ctx, ln)
 }
 

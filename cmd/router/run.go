@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/config"
 )
 
 func runRouter(ctx context.Context, args []string, stderr io.Writer) error {
@@ -16,11 +17,14 @@ func runRouter(ctx context.Context, args []string, stderr io.Writer) error {
 	f.Register(fs)
 	workers := fs.Int("workers", 0, "router `workers` in this process (overrides [router] workers)")
 	httpAddr := fs.String("http", "", "`address` of /healthz, /readyz, /metrics (overrides [router] http)")
-	fs.Usage = app.Usage(fs, "usage: router [run] [--config FILE] [--workers N] [--nats URLS]\n\nRoutes events from EVENTS to the ROUTED subjects of the sinks that want them.\nWith no NATS URL configured, starts an embedded NATS server on [nats] listen.\nStart more router processes (or workers) to route faster: they share one durable consumer.",
-		"  router --config mailtel.toml --workers 4\n  router --config mailtel.toml --nats nats://n1:4222,nats://n2:4222")
+	watch := fs.Bool("watch", false, "reload the configuration when its file changes (SIGHUP always reloads)")
+	fs.Usage = app.Usage(fs, "usage: router [run] [--config FILE] [--workers N] [--nats URLS]\n\nRoutes events from EVENTS to the ROUTED subjects of the sinks that want them.\nWith no NATS URL configured, starts an embedded NATS server on [nats] listen.\nStart more router processes (or workers) to route faster: they share one durable consumer.\nSIGHUP (or, with --watch, saving the file) reloads the levels and the sinks' rules;\nan invalid file is refused and the running configuration stays.",
+		"  router --config mailtel.toml --workers 4\n  router --config mailtel.toml --nats nats://n1:4222,nats://n2:4222\n  router --config mailtel.toml --watch")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	reloads := app.ListenReloads(f.Config, *watch)
+	defer reloads.Close()
 	cfg, err := f.Load()
 	if err != nil {
 		return err
@@ -40,8 +44,16 @@ func runRouter(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, s := range table.Specs() {
 		p.Log.Info().Str("sink", s.Name).Str("kind", s.Kind).Msg("routing to sink")
 	}
-	p.Log.Info().Int("workers", cfg.Router.Workers).Str("http", p.HTTPAddr).Msg("router running")
-	err = pipeline.NewRouter(p.JS, table, pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health).Run(ctx)
+	p.Log.Info().Int("workers", cfg.Router.Workers).Str("http", p.HTTPAddr).Bool("watch", *watch).Msg("router running")
+	router := pipeline.NewRouter(p.JS, table, pipeline.RouterOptionsFrom(cfg), p.Log, p.Metrics, p.Health)
+	go p.Reload(ctx, reloads, app.Reloader{Load: f.Load, Apply: func(ctx context.Context, c *config.Config) (string, error) {
+		// A sink added by the reload gets its stream before the first copy.
+		if err := pipeline.EnsureStreams(ctx, p.JS, c); err != nil {
+			return "", err
+		}
+		return router.SetTable(pipeline.NewTable(c.SinkSpecs(), c.Levels))
+	}})
+	err = router.Run(ctx)
 	p.Log.Info().Msg("router stopped")
 	return err
 }

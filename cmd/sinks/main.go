@@ -79,16 +79,22 @@ func runSinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&only, "sink", "run only this sink `name` (repeatable; default: every configured sink)")
 	instance := fs.String("instance", "", "pin this process's log files to instance `id` (<prefix>.<id>.<date>), waiting for a predecessor that holds it; default: the first free instance slot")
 	httpAddr := fs.String("http", "", "`address` of /healthz, /readyz, /metrics (overrides [sinks] http; when its port is taken, a free port of the same host, logged)")
+	watch := fs.Bool("watch", false, "reload the configuration when its file changes (SIGHUP always reloads)")
 	fs.Usage = app.Usage(fs, "usage: sinks [run] [--config FILE] [--sink NAME ...] [--instance ID]\n\n"+
 		"Runs the configured sinks. Instances of one sink share its durable consumer and\n"+
 		"split the work; run the same command again to write faster. Each log sink takes\n"+
 		"the first free instance slot of its files (<prefix>.<date>, then <prefix>.2.<date>,\n"+
-		"...) unless --instance pins it. The metrics sink runs in one process only.",
+		"...) unless --instance pins it. The metrics sink runs in one process only.\n"+
+		"SIGHUP (or, with --watch, saving the file) reloads the sinks: changed ones restart\n"+
+		"between batches, added ones start, removed ones stop; an invalid file is refused\n"+
+		"and the running configuration stays.",
 		"  sinks --config mailtel.toml\n  sinks --config mailtel.toml --sink siem        # the same command again: one more instance\n"+
 			"  sinks --config mailtel.toml --sink log --instance b")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	reloads := app.ListenReloads(f.Config, *watch)
+	defer reloads.Close()
 	cfg, err := f.Load()
 	if err != nil {
 		return err
@@ -101,7 +107,12 @@ func runSinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer p.Close()
-	err = sinks.Run(ctx, p, only, sinks.Options{Instance: *instance, Stdout: stdout})
+	set, err := sinks.Start(ctx, p, only, sinks.Options{Instance: *instance, Stdout: stdout})
+	if err != nil {
+		return err
+	}
+	go p.Reload(ctx, reloads, app.Reloader{Load: f.Load, Apply: set.Apply})
+	err = set.Wait()
 	p.Log.Info().Msg("sinks stopped")
 	return err
 }

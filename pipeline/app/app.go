@@ -84,6 +84,9 @@ type Process struct {
 	Embedded *pipeline.Embedded
 	// HTTPAddr is where health and metrics are served.
 	HTTPAddr string
+	// natsAsLoaded is [nats] as the file gave it: Start sets the
+	// embedded server's URL in Config.NATS.
+	natsAsLoaded config.NATS
 }
 
 // connectWait is how long Start waits for a NATS server to answer.
@@ -92,7 +95,7 @@ const connectWait = 30 * time.Second
 // Start brings a process up. Close undoes it.
 func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	p := &Process{Config: c, Log: obs.NewLogger(c.Logging.Level, c.Logging.Format, o.Name),
-		Metrics: obs.NewMetrics(), Health: obs.NewHealth("nats")}
+		Metrics: obs.NewMetrics(), Health: obs.NewHealth("nats"), natsAsLoaded: c.NATS}
 	if o.LogOutput != nil {
 		p.Log = p.Log.Output(o.LogOutput)
 	}

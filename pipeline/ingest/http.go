@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,9 +81,12 @@ const (
 //
 // Handler is safe for concurrent use.
 type Handler struct {
-	pub     *pipeline.Publisher
-	js      jetstream.JetStream
-	cfg     config.Publisher
+	pub *pipeline.Publisher
+	js  jetstream.JetStream
+	cfg config.Publisher
+	// creds are the credentials requests must carry: cfg's at first, then
+	// those SetCredentials gave.
+	creds   atomic.Pointer[config.Publisher]
 	log     zerolog.Logger
 	metrics *obs.Metrics
 	limits  Limits
@@ -139,12 +143,26 @@ func NewHandler(pub *pipeline.Publisher, js jetstream.JetStream, cfg config.Publ
 	h.budget = &budget{limit: max(limit, h.maxBody+RequestOverhead), gauge: inFlight}
 	h.refused = refused
 	_, h.write, _ = timeouts(cfg)
+	h.creds.Store(&cfg)
 	h.mux.HandleFunc("POST "+PathStalwart, h.stalwart)
 	h.mux.HandleFunc("POST "+PathDovecot, h.dovecot)
 	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// SetCredentials makes requests from now on authenticate with the token,
+// user/password and signature key of c (a configuration reload). A
+// request whose headers were already checked finishes under the old ones.
+// It reports whether they changed. The caller has validated c with the
+// listener the handler serves: credentials are required beyond loopback.
+func (h *Handler) SetCredentials(c config.Publisher) bool {
+	old := h.creds.Load()
+	next := *old
+	next.Token, next.User, next.Password, next.SignatureKey = c.Token, c.User, c.Password, c.SignatureKey
+	h.creds.Store(&next)
+	return old.Token != next.Token || old.User != next.User || old.Password != next.Password || old.SignatureKey != next.SignatureKey
+}
 
 // ingestMetrics returns the handler's metrics, registered in m's registry
 // (or the ones registered there before, by another handler).
@@ -319,7 +337,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, n int64) ([]b
 // the bearer token or basic auth, and that an X-Signature (base64 of an
 // HMAC-SHA256) is there when a signature key is set.
 func (h *Handler) authenticate(r *http.Request) error {
-	c := h.cfg
+	c := h.creds.Load()
 	if c.Token != "" || c.User != "" {
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		ok := false
@@ -347,11 +365,12 @@ func (h *Handler) authenticate(r *http.Request) error {
 // is set: the base64 HMAC-SHA256 of the body, as Stalwart signs its
 // webhooks.
 func (h *Handler) checkSignature(r *http.Request, body []byte) error {
-	if h.cfg.SignatureKey == "" {
+	key := h.creds.Load().SignatureKey
+	if key == "" {
 		return nil
 	}
 	got, err := base64.StdEncoding.DecodeString(r.Header.Get("X-Signature"))
-	mac := hmac.New(sha256.New, []byte(h.cfg.SignatureKey))
+	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write(body)
 	if err != nil || !hmac.Equal(got, mac.Sum(nil)) {
 		return errors.New("missing or wrong X-Signature")

@@ -32,6 +32,13 @@ import (
 // returns its address.
 func serve(t *testing.T, cfg config.Publisher) (string, *pipelinetest.Env, *config.Config) {
 	t.Helper()
+	_, addr, env, c := serveHandler(t, cfg)
+	return addr, env, c
+}
+
+// serveHandler is serve, returning the handler too.
+func serveHandler(t *testing.T, cfg config.Publisher) (*ingest.Handler, string, *pipelinetest.Env, *config.Config) {
+	t.Helper()
 	env, c, pub := setup(t)
 	h := ingest.NewHandler(pub, env.JS, cfg, zerolog.Nop(), obs.NewMetrics())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,7 +54,7 @@ func serve(t *testing.T, cfg config.Publisher) (string, *pipelinetest.Env, *conf
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return ln.Addr().String(), env, c
+	return h, ln.Addr().String(), env, c
 }
 
 // rawRequest is a request written by hand on a connection of its own:
@@ -217,6 +224,57 @@ func TestAuthSchemes(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status {
 			t.Errorf("Authorization: %s: %s, want %d", tc.auth, resp.Status, tc.status)
+		}
+	}
+}
+
+// TestSetCredentials: after a reload of the credentials, requests with the
+// old ones are refused and requests with the new ones stored; a signature
+// key added by the reload is required from then on.
+func TestSetCredentials(t *testing.T) {
+	cfg := pubConfig()
+	cfg.Token = "old-token"
+	h, addr, _, _ := serveHandler(t, cfg)
+	post := func(auth, signature string) int {
+		t.Helper()
+		body := batchOf(stalwartEvent("cred"+auth+signature, 1, 10))
+		req, _ := http.NewRequest("POST", "http://"+addr+ingest.PathStalwart, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		if signature != "" {
+			mac := hmac.New(sha256.New, []byte(signature))
+			mac.Write([]byte(body))
+			req.Header.Set("X-Signature", base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post("Bearer old-token", ""); got != 200 {
+		t.Fatalf("before the reload, the old token: %d", got)
+	}
+	next := cfg
+	next.Token, next.SignatureKey = "new-token", "sig-key"
+	if !h.SetCredentials(next) {
+		t.Error("SetCredentials with a new token reported no change")
+	}
+	if h.SetCredentials(next) {
+		t.Error("SetCredentials with the same credentials reported a change")
+	}
+	for _, tc := range []struct {
+		auth, sig string
+		want      int
+	}{
+		{"Bearer old-token", "sig-key", 401},
+		{"Bearer new-token", "", 401},
+		{"Bearer new-token", "other-key", 401},
+		{"Bearer new-token", "sig-key", 200},
+	} {
+		if got := post(tc.auth, tc.sig); got != tc.want {
+			t.Errorf("after the reload, %q signed with %q: %d, want %d", tc.auth, tc.sig, got, tc.want)
 		}
 	}
 }

@@ -40,6 +40,8 @@ type Metrics struct {
 	Lag          *prometheus.GaugeVec // stream, consumer
 	SinkUp       *prometheus.GaugeVec // sink: 1 while its destination takes writes
 	SinkHeld     *prometheus.GaugeVec // sink: messages taken from JetStream, not yet acked or given back
+	Reloads      *prometheus.CounterVec // result: success, failure
+	ReloadOK     prometheus.Gauge       // 1 when the last reload succeeded (or none was asked for)
 }
 
 // NewMetrics registers the pipeline metrics, plus Go runtime and process
@@ -71,7 +73,13 @@ func NewMetrics() *Metrics {
 		Help: "1 while the sink's destination takes writes, 0 while the sink is paused and probing a failing destination."}, []string{"sink"})
 	m.SinkHeld = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "mailtel", Name: "sink_held",
 		Help: "Messages the sink process has taken from JetStream and not yet acked or given back: at most one batch while its destination is down."}, []string{"sink"})
-	r.MustRegister(m.UnknownTypes, m.Lag, m.SinkUp, m.SinkHeld)
+	m.Reloads = cv("config_reloads_total", "Configuration reloads (SIGHUP, or --watch seeing the file change), by result.", "result")
+	m.Reloads.WithLabelValues("success")
+	m.Reloads.WithLabelValues("failure")
+	m.ReloadOK = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "mailtel", Name: "config_last_reload_successful",
+		Help: "0 while the configuration file holds a change the process refused (it runs the previous configuration), else 1."})
+	m.ReloadOK.Set(1)
+	r.MustRegister(m.UnknownTypes, m.Lag, m.SinkUp, m.SinkHeld, m.ReloadOK)
 	return m
 }
 
@@ -100,6 +108,14 @@ func NewHealth(names ...string) *Health {
 func (h *Health) Set(name string, err error) {
 	h.mu.Lock()
 	h.checks[name] = err
+	h.mu.Unlock()
+}
+
+// Remove forgets a check (a sink removed by a configuration reload).
+func (h *Health) Remove(name string) {
+	h.mu.Lock()
+	delete(h.checks, name)
+	delete(h.degraded, name)
 	h.mu.Unlock()
 }
 

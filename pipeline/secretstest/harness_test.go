@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -25,43 +24,13 @@ import (
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
 
-// binaries builds cmd/router, cmd/sinks and cmd/publisher once per test
-// binary run, into a directory removed by TestMain.
-var binaries struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	binaries.once.Do(func() {
-		binaries.dir, binaries.err = os.MkdirTemp("", "mailtel-secretstest-bin-*")
-		if binaries.err != nil {
-			return
-		}
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goTool, "build", "-o", binaries.dir+string(filepath.Separator),
-			"./cmd/router", "./cmd/sinks", "./cmd/publisher")
-		cmd.Dir = filepath.Join("..", "..") // the module root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binaries.err = fmt.Errorf("go build the commands: %w\n%s", err, out)
-		}
-	})
-	if binaries.err != nil {
-		t.Fatal(binaries.err)
-	}
-	return binaries.dir
-}
+// buildBinaries returns the directory of the router, sinks and publisher
+// executables (see pipelinetest.Binaries).
+func buildBinaries(t *testing.T) string { return pipelinetest.Binaries(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
-	}
+	pipelinetest.RemoveBinaries()
 	os.Exit(code)
 }
 

@@ -3,9 +3,11 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
@@ -91,19 +94,52 @@ func Select(specs []config.SinkSpec, names []string) ([]config.SinkSpec, error) 
 	return out, nil
 }
 
-// Run builds the selected sinks and runs each from its durable consumer
-// until ctx ends; it then finishes the batches in flight and closes the
-// sinks. When the metrics sink runs, its /metrics endpoint is served on
-// [metrics.prometheus] listen; a second process running the metrics sink
-// fails, since that address is taken. Without o.Instance, each log sink
-// takes the first free instance slot of its files (o.AnySlot).
+// Run builds the selected sinks and runs them until ctx ends: Start, then
+// Wait.
 func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
-	specs, err := Select(p.Config.SinkSpecs(), names)
+	s, err := Start(ctx, p, names, o)
 	if err != nil {
 		return err
 	}
-	if len(specs) == 0 {
-		return fmt.Errorf("no sinks configured: add a [tracer.<id>], [webhook.<id>] or [metrics.prometheus] section")
+	return s.Wait()
+}
+
+// Set is the sinks a process runs, each from its durable consumer. Apply
+// changes them to those of a new configuration.
+type Set struct {
+	ctx   context.Context
+	p     *app.Process
+	names []string // the --sink selection; empty for every configured sink
+	o     Options
+
+	mu      sync.Mutex // serialises Apply
+	running map[string]*running
+	wg      sync.WaitGroup
+	errs    chan error // what the runners failed with
+}
+
+// running is one sink at work.
+type running struct {
+	spec   config.SinkSpec
+	retry  delivery.Policy
+	routes *pipeline.Table // its routing rule, for a sink the server feeds
+	sink   pipeline.Sink
+	cancel context.CancelFunc
+	done   chan struct{} // closed when its runner has returned
+	stop   func()        // stops what else it started (the metrics endpoint)
+}
+
+// Start builds the selected sinks and starts each from its durable
+// consumer. They run until ctx ends; Wait waits for them to finish the
+// batches in flight and closes them. When the metrics sink runs, its
+// /metrics endpoint is served on [metrics.prometheus] listen; a second
+// process running the metrics sink fails, since that address is taken.
+// Without o.Instance, each log sink takes the first free instance slot of
+// its files (o.AnySlot).
+func Start(ctx context.Context, p *app.Process, names []string, o Options) (*Set, error) {
+	specs, err := selectSpecs(p.Config, names)
+	if err != nil {
+		return nil, err
 	}
 	if o.Registry == nil {
 		// Event metrics get a registry of their own, served only on
@@ -116,52 +152,176 @@ func Run(ctx context.Context, p *app.Process, names []string, o Options) error {
 	if o.Instance == "" {
 		o.AnySlot = true
 	}
-	built := make([]pipeline.Sink, 0, len(specs))
-	defer func() {
-		for _, s := range built {
-			if err := s.Close(context.Background()); err != nil {
-				p.Log.Error().Err(err).Msg("close sink")
-			}
-		}
-	}()
+	s := &Set{ctx: ctx, p: p, names: names, o: o, running: map[string]*running{}, errs: make(chan error, 64)}
 	for _, spec := range specs {
-		s, err := Build(spec, o)
+		if err := s.start(p.Config, spec); err != nil {
+			s.stopAll()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// selectSpecs returns the sinks of c this process runs.
+func selectSpecs(c *config.Config, names []string) ([]config.SinkSpec, error) {
+	specs, err := Select(c.SinkSpecs(), names)
+	if err != nil {
+		return nil, err
+	}
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("no sinks configured: add a [tracer.<id>], [webhook.<id>] or [metrics.prometheus] section")
+	}
+	return specs, nil
+}
+
+// start builds the sink of spec and starts its runner.
+func (s *Set) start(c *config.Config, spec config.SinkSpec) error {
+	built, err := Build(spec, s.o)
+	if err != nil {
+		return err
+	}
+	r := &running{spec: spec, retry: pipeline.RetryPolicy(c, spec), sink: built, stop: func() {}, done: make(chan struct{})}
+	if spec.ServerFanOut {
+		r.routes = pipeline.NewTable([]config.SinkSpec{spec}, c.Levels)
+	}
+	if spec.Kind == config.KindMetrics {
+		addr, stop, err := metrics.Serve(s.ctx, &spec.Metrics.Prometheus, s.o.Registry)
+		if obs.AddrInUse(err) {
+			// Unlike the process's health port, this one does not move
+			// to a free port: Prometheus scrapes one configured address,
+			// and a second metrics sink would count its share of the
+			// events on an endpoint nobody scrapes.
+			err = fmt.Errorf("%w: is another process running the metrics sink %q? It runs in one process only: "+
+				"Prometheus scrapes [metrics.prometheus] listen, and a second metrics sink would count its share of the events "+
+				"where nothing scrapes them (run more instances of the other sinks with --sink NAME)", err, spec.Name)
+		}
 		if err != nil {
+			built.Close(context.Background())
 			return err
 		}
-		built = append(built, s)
-		if spec.Kind == config.KindMetrics {
-			addr, err := metrics.Serve(ctx, &spec.Metrics.Prometheus, o.Registry)
-			if obs.AddrInUse(err) {
-				// Unlike the process's health port, this one does not move
-				// to a free port: Prometheus scrapes one configured address,
-				// and a second metrics sink would count its share of the
-				// events on an endpoint nobody scrapes.
-				return fmt.Errorf("%w: is another process running the metrics sink %q? It runs in one process only: "+
-					"Prometheus scrapes [metrics.prometheus] listen, and a second metrics sink would count its share of the events "+
-					"where nothing scrapes them (run more instances of the other sinks with --sink NAME)", err, spec.Name)
-			}
-			if err != nil {
-				return err
-			}
-			p.Log.Info().Str("listen", addr).Msg("serving event metrics on /metrics")
+		r.stop = stop
+		s.p.Log.Info().Str("listen", addr).Msg("serving event metrics on /metrics")
+	}
+	s.p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.cancel = cancel
+	runner := pipeline.NewSinkRunner(s.p.JS, spec.Name, built, pipeline.SinkOptionsFor(c, spec), s.p.Log, s.p.Metrics, s.p.Health)
+	s.p.Log.Info().Str("sink", spec.Name).Str("kind", spec.Kind).Msg("sink running")
+	s.running[spec.Name] = r
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(r.done)
+		if err := runner.Run(ctx); err != nil {
+			s.errs <- err
 		}
-		p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
+	}()
+	return nil
+}
+
+// halt stops one sink: its runner finishes the batch in flight and gives
+// back what it fetched beyond it, then the sink is closed (a log sink
+// releases its files and their lock).
+func (s *Set) halt(r *running) {
+	r.cancel()
+	<-r.done
+	r.stop()
+	if err := r.sink.Close(context.Background()); err != nil {
+		s.p.Log.Error().Err(err).Str("sink", r.spec.Name).Msg("close sink")
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(specs))
-	for i, spec := range specs {
-		r := pipeline.NewSinkRunner(p.JS, spec.Name, built[i], pipeline.SinkOptionsFor(p.Config, spec), p.Log, p.Metrics, p.Health)
-		p.Log.Info().Str("sink", spec.Name).Str("kind", spec.Kind).Msg("sink running")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(ctx); err != nil {
-				errs <- err
+	delete(s.running, r.spec.Name)
+}
+
+func (s *Set) stopAll() {
+	for _, r := range s.running {
+		s.halt(r)
+	}
+}
+
+// Wait waits until ctx has ended and every sink has stopped and been
+// closed, and returns the first error a sink's runner failed with.
+func (s *Set) Wait() error {
+	<-s.ctx.Done()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopAll()
+	s.wg.Wait()
+	close(s.errs)
+	return <-s.errs
+}
+
+// Apply makes the set run the sinks of c, as a configuration reload: a
+// sink whose section, retry policy or (for a sink the server feeds)
+// routing rule changed is stopped and started anew, an added sink is
+// started, a removed one stopped. A sink is stopped as at shutdown (the
+// batch in flight is written and acked, what was fetched beyond it is
+// given back to JetStream and delivered to the new one), and closed
+// before the new one is built, so a log sink keeps its instance slot.
+// Sinks that did not change go on undisturbed. It returns what changed.
+// When c selects no sink, or names one it lacks, nothing changes; when a
+// changed sink cannot be built, its previous configuration is started
+// again and the error returned.
+func (s *Set) Apply(ctx context.Context, c *config.Config) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return "", s.ctx.Err()
+	}
+	specs, err := selectSpecs(c, s.names)
+	if err != nil {
+		return "", err
+	}
+	// An added sink's stream, created here as at start, whether or not
+	// the router has reloaded yet.
+	if err := pipeline.EnsureStreams(ctx, s.p.JS, c); err != nil {
+		return "", err
+	}
+	want := map[string]bool{}
+	var added, removed, changed []string
+	var errs []error
+	for _, spec := range specs {
+		want[spec.Name] = true
+		r, ok := s.running[spec.Name]
+		if !ok {
+			if err := s.start(c, spec); err != nil {
+				errs = append(errs, err)
+				continue
 			}
-		}()
+			added = append(added, spec.Name)
+			continue
+		}
+		if sameSink(r, c, spec) {
+			continue
+		}
+		s.halt(r)
+		if err := s.start(c, spec); err != nil {
+			s.p.Log.Error().Err(err).Str("sink", spec.Name).Msg("reloaded sink could not start; starting it with its previous configuration")
+			if err2 := s.start(s.p.Config, r.spec); err2 != nil {
+				err = fmt.Errorf("%w; with its previous configuration: %v", err, err2)
+			}
+			errs = append(errs, err)
+			continue
+		}
+		changed = append(changed, spec.Name)
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	for name, r := range s.running {
+		if !want[name] {
+			s.halt(r)
+			s.p.Health.Remove("sink:" + name)
+			removed = append(removed, name)
+		}
+	}
+	sort.Strings(removed)
+	return app.Changes(added, removed, changed), errors.Join(errs...)
+}
+
+// sameSink reports whether spec under c runs as r does.
+func sameSink(r *running, c *config.Config, spec config.SinkSpec) bool {
+	if !reflect.DeepEqual(r.spec, spec) || r.retry != pipeline.RetryPolicy(c, spec) {
+		return false
+	}
+	if spec.ServerFanOut {
+		return r.routes.Diff(pipeline.NewTable([]config.SinkSpec{spec}, c.Levels)) == ""
+	}
+	return true
 }

@@ -93,6 +93,9 @@ type Sink struct {
 	seed      maphash.Seed
 	seen      map[uint64]struct{} // current generation of counted ids
 	prev      map[uint64]struct{} // previous generation
+
+	reg        *prometheus.Registry
+	registered []prometheus.Collector // what Close unregisters
 }
 
 var _ pipeline.Sink = (*Sink)(nil)
@@ -135,6 +138,7 @@ func New(name string, cfg *config.Metrics, reg *prometheus.Registry) (*Sink, err
 			return nil, fmt.Errorf("metrics sink %s: register metrics: %w", name, err)
 		}
 	}
+	s.reg, s.registered = reg, cs
 	return s, nil
 }
 
@@ -154,8 +158,19 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 	return nil
 }
 
-// Close does nothing; the metrics stay registered. It is idempotent.
-func (s *Sink) Close(context.Context) error { return nil }
+// Close unregisters the sink's metrics, so that a sink built anew (a
+// configuration reload) can register its own in the same registry: its
+// counters start again from zero, which Prometheus's rate() and
+// increase() take as a counter reset. It is idempotent.
+func (s *Sink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.registered {
+		s.reg.Unregister(c)
+	}
+	s.registered = nil
+	return nil
+}
 
 // firstTime records id and reports whether it was not seen recently.
 func (s *Sink) firstTime(id string) bool {

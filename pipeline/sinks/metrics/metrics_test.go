@@ -315,7 +315,7 @@ func TestLint(t *testing.T) {
 	// Lint what a scraper gets from /metrics.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
+	addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func TestServe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			addr, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0", Auth: tt.auth}, reg)
+			addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0", Auth: tt.auth}, reg)
 			if err != nil {
 				t.Fatalf("Serve: %v", err)
 			}
@@ -434,7 +434,7 @@ func TestServe(t *testing.T) {
 func TestServeStopsWithContext(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
+	addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestServeStopsWithContext(t *testing.T) {
 }
 
 func TestServeBadAddress(t *testing.T) {
-	if _, err := metrics.Serve(context.Background(), &config.Prometheus{Listen: "127.0.0.1:notaport"}, prometheus.NewRegistry()); err == nil {
+	if _, _, err := metrics.Serve(context.Background(), &config.Prometheus{Listen: "127.0.0.1:notaport"}, prometheus.NewRegistry()); err == nil {
 		t.Error("Serve on a bad address succeeded")
 	}
 }

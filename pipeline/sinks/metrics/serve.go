@@ -31,15 +31,16 @@ const shutdownTimeout = 5 * time.Second
 // auth). Credentials are compared in constant time.
 //
 // The error is about listening; once Serve has returned, the server runs in
-// the background and stops, draining scrapes in flight for up to 5s, when
-// ctx ends.
-func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry) (addr string, err error) {
+// the background until ctx ends or stop is called, then stops, draining
+// scrapes in flight for up to 5s. stop returns once the port is free (a
+// reloaded metrics sink listens on it again).
+func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry) (addr string, stop func(), err error) {
 	if cfg == nil || reg == nil {
-		return "", errors.New("serve metrics: no configuration or registry")
+		return "", nil, errors.New("serve metrics: no configuration or registry")
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return "", fmt.Errorf("serve metrics on %s: %w", cfg.Listen, err)
+		return "", nil, fmt.Errorf("serve metrics on %s: %w", cfg.Listen, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", requireAuth(cfg.Auth, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -47,7 +48,10 @@ func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry
 	})))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln) // returns ErrServerClosed after Shutdown
+	ctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
@@ -55,7 +59,7 @@ func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry
 			srv.Close()
 		}
 	}()
-	return ln.Addr().String(), nil
+	return ln.Addr().String(), func() { cancel(); <-stopped }, nil
 }
 
 // requireAuth wraps h so that it answers 401 unless the request carries the
