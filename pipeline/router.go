@@ -48,8 +48,8 @@ type RouterOptions struct {
 // asynchronously, and learns of their acknowledgements from the JetStream
 // context's ack handler, so no goroutine waits per event.
 type Router struct {
-	js      jetstream.JetStream // for consumers and dead letters
-	pub     jetstream.JetStream // for copies; its handlers settle them
+	js      jetstream.JetStream   // for consumers and dead letters
+	pub     jetstream.JetStream   // for copies; its handlers settle them
 	table   atomic.Pointer[Table] // its RouterTable; SetTable replaces it
 	opts    RouterOptions
 	log     zerolog.Logger

@@ -37,9 +37,9 @@ type Metrics struct {
 	Duplicates   *prometheus.CounterVec // sink: redelivered events found already written
 	Filtered     *prometheus.CounterVec // sink: events of a server fan-out its rules reject
 	UnknownTypes prometheus.Counter
-	Lag          *prometheus.GaugeVec // stream, consumer
-	SinkUp       *prometheus.GaugeVec // sink: 1 while its destination takes writes
-	SinkHeld     *prometheus.GaugeVec // sink: messages taken from JetStream, not yet acked or given back
+	Lag          *prometheus.GaugeVec   // stream, consumer
+	SinkUp       *prometheus.GaugeVec   // sink: 1 while its destination takes writes
+	SinkHeld     *prometheus.GaugeVec   // sink: messages taken from JetStream, not yet acked or given back
 	Reloads      *prometheus.CounterVec // result: success, failure
 	ReloadOK     prometheus.Gauge       // 1 when the last reload succeeded (or none was asked for)
 }
