@@ -7,6 +7,7 @@
 //	router up [--config mailtel.toml] [--rate 200]   everything in one process
 //	router status [--config mailtel.toml] [--watch [2s]] [--json]
 //	router validate --config mailtel.toml
+//	router config [--config mailtel.toml] [--nats URLS] [--json]
 //	router catalog [--json] [--config mailtel.toml]
 package main
 
@@ -34,6 +35,8 @@ Commands:
   status     which sink is behind, by how much, how fast, how many dead
              letters: streams, consumers and sinks in one screen (--watch)
   validate   check a configuration file and print every error
+  config     print the effective configuration: defaults filled in, secrets
+             redacted (--json)
   catalog    list every event type: id, source, native name, level, description
 
 Run "router COMMAND --help" for the flags of a command, "router --version" for the
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, args, stdout, stderr)
 	case "validate":
 		return runValidate(args, stdout, stderr)
+	case "config":
+		return runConfig(args, stdout, stderr)
 	case "catalog":
 		return runCatalog(args, stdout, stderr)
 	case "help":

@@ -17,12 +17,12 @@ func TestValidateTypos(t *testing.T) {
 		{
 			name:   "misspelled section",
 			doc:    "[tracr.log]\ntype = \"log\"\npath = \"/tmp/x\"\n",
-			stderr: []string{"tracr: unknown section (did you mean tracer?)"},
+			stderr: []string{"line 1: tracr: unknown section (did you mean tracer?)"},
 		},
 		{
 			name:   "type errors and a bad level in one run",
 			doc:    "[streams]\nmax-age = \"7 days\"\n[webhook.siem]\nurl = \"https://siem.example\"\nevents = [\"*\"]\nenable = \"yes\"\n[tracer.log]\ntype = \"log\"\npath = \"/tmp/x\"\nlevle = \"info\"\nlevel = \"loud\"\n",
-			stderr: []string{`streams.max-age (line 2): invalid duration "7 days"`, "webhook.siem.enable (line 6): want true or false", "tracer.log.levle: unknown key (did you mean level?)", "tracer.log.level: unknown level"},
+			stderr: []string{`line 2: streams.max-age: invalid duration "7 days"`, "line 6: webhook.siem.enable: want true or false", "line 10: tracer.log.levle: unknown key (did you mean level?)", "line 11: tracer.log.level: unknown level"},
 		},
 		{
 			name:   "misspelled event id is a warning",
@@ -30,8 +30,8 @@ func TestValidateTypos(t *testing.T) {
 			ok:     true,
 			stdout: []string{"is valid: 1 sinks (siem:webhook)"},
 			stderr: []string{
-				`warning: tracing.level.auth.sucess: "auth.sucess" is not in the event catalog (did you mean auth.success?)`,
-				`warning: webhook.siem.events[0]: "auth.bannd" is not in the event catalog (did you mean auth.banned?)`,
+				`warning: line 2: tracing.level.auth.sucess: "auth.sucess" is not in the event catalog (did you mean auth.success?)`,
+				`warning: line 5: webhook.siem.events[0]: "auth.bannd" is not in the event catalog (did you mean auth.banned?)`,
 			},
 		},
 	} {

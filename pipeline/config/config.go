@@ -9,7 +9,10 @@
 // sections mailtel knows, are errors that name the closest known name.
 //
 // Load parses and validates; Validate reports every error at once, each
-// naming its key path ("webhook.siem.url: ...").
+// naming its key path ("webhook.siem.url: ..."), and Load puts first the
+// line of the file that sets the key ("line 7: webhook.siem.url: ...").
+// EffectiveTOML prints a loaded configuration back, defaults filled in and
+// secrets redacted.
 package config
 
 import (
@@ -52,6 +55,10 @@ type Config struct {
 	// have (a typo, or an event of a newer Stalwart), with the nearest id
 	// it has. A process logs them at start; `router validate` prints them.
 	Warnings []string `toml:"-"`
+
+	// refs are the %{env:...}% and %{file:...}% references the file gave
+	// for secrets, by key path (set at load; EffectiveTOML prints them).
+	refs map[string]string
 }
 
 // Tracing is Stalwart's `[tracing]` section. `[tracing.level]` maps event
@@ -390,12 +397,17 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	errs = dropForeignTracerKeys(errs, c)
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
+	n := len(errs) // those of decoding and secrets: about what the file says
+	var adjusted map[string]bool
 	if adjust != nil {
+		before := c.values()
 		adjust(c)
+		adjusted = changedKeys(before, c.values())
 	}
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = c.addLines(data, errs, n, adjusted)
 	if len(errs) > 0 {
 		// The warnings too, so that one run shows everything to fix.
 		for _, w := range c.Warnings {

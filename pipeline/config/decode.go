@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -108,29 +109,32 @@ var (
 	badType    = regexp.MustCompile(`^incompatible types: TOML value has type (\S+); destination has type (\S+)$`)
 )
 
-// decodeError says what is wrong with the value at path, and on which line,
-// without repeating the value unless it is a duration or a size.
+// decodeError says what is wrong with the value at path, and on which line
+// ("line 2: streams.max-age: invalid duration ..."), without repeating the
+// value unless it is a duration or a size.
 func decodeError(path toml.Key, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		where := path.String()
-		if pe.Position.Line > 0 {
-			where += fmt.Sprintf(" (line %d)", pe.Position.Line)
-		}
-		return fmt.Errorf("%s: %s", where, redactMessage(pe.Message))
+		return atLine(pe.Position.Line, fmt.Errorf("%s: %s", path, redactMessage(pe.Message)))
 	}
 	msg := err.Error()
-	where := path.String()
+	line := 0
 	if m := tomlPrefix.FindStringSubmatch(msg); m != nil {
-		if m[1] != "" {
-			where += " (line " + m[1] + ")"
-		}
+		line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
 	}
 	if m := badType.FindStringSubmatch(msg); m != nil {
 		msg = fmt.Sprintf("want %s, not %s", typeName(m[2]), typeName(m[1]))
 	}
-	return fmt.Errorf("%s: %s", where, redactMessage(msg))
+	return atLine(line, fmt.Errorf("%s: %s", path, redactMessage(msg)))
+}
+
+// atLine puts the line first, when known.
+func atLine(line int, err error) error {
+	if line > 0 {
+		return &lineError{line, err}
+	}
+	return err
 }
 
 func typeName(s string) string {

@@ -71,8 +71,14 @@ func (c *Config) expandSecrets() []error {
 	var errs []error
 	fields := c.secretFields()
 	for _, path := range sortedKeys(fields) {
+		raw := *fields[path]
 		if err := expandSecret(path, fields[path]); err != nil {
 			errs = append(errs, err)
+		} else if *fields[path] != raw {
+			if c.refs == nil {
+				c.refs = map[string]string{}
+			}
+			c.refs[path] = raw
 		}
 	}
 	c.syncHeaders(fields)

@@ -98,8 +98,8 @@ func TestEveryErrorInOneRun(t *testing.T) {
 			name: "type errors and a bad level",
 			doc:  "[streams]\nmax-age = \"7 days\"\n[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\nenable = \"yes\"\nlevel = \"loud\"\n",
 			want: []string{
-				`streams.max-age (line 2): invalid duration "7 days"`,
-				"tracer.log.enable (line 6): want true or false, not a string",
+				`line 2: streams.max-age: invalid duration "7 days"`,
+				"line 6: tracer.log.enable: want true or false, not a string",
 				`tracer.log.level: unknown level "loud"`,
 			},
 		},
@@ -107,7 +107,7 @@ func TestEveryErrorInOneRun(t *testing.T) {
 			name: "type error, unknown key and unknown section",
 			doc:  "[router]\nworkers = \"4\"\nbatchh = 10\n[tracr.log]\ntype = \"log\"\n",
 			want: []string{
-				"router.workers (line 2): want an integer, not a string",
+				"line 2: router.workers: want an integer, not a string",
 				"router.batchh: unknown key (did you mean batch?)",
 				"tracr: unknown section (did you mean tracer?)",
 			},
@@ -120,7 +120,7 @@ func TestEveryErrorInOneRun(t *testing.T) {
 		{
 			name: "a type error never echoes a secret",
 			doc:  "[nats]\ntoken = [\"TokSecret\"]\n[publisher]\npassword = 7\n",
-			want: []string{"nats.token (line 2): want a string, not a list", "publisher.password (line 4): want a string, not an integer"},
+			want: []string{"line 2: nats.token: want a string, not a list", "line 4: publisher.password: want a string, not an integer"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestInvalidFileListsWarningsToo(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, w := range []string{"unknown level", "warning: tracing.level.auth.faild: \"auth.faild\" is not in the event catalog (did you mean auth.failed?)"} {
+	for _, w := range []string{"unknown level", "warning: line 3: tracing.level.auth.faild: \"auth.faild\" is not in the event catalog (did you mean auth.failed?)"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q:\n%v", w, err)
 		}

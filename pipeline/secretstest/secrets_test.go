@@ -513,6 +513,18 @@ func failures(t *testing.T, w *world, c configs, invalid map[string]string) []cm
 	for _, f := range []string{c.embedded, c.client, c.userpass, c.closed, c.closedTok, c.up} {
 		cmds = append(cmds, cmd{"router validate " + filepath.Base(f), 10 * time.Second, "router", []string{"validate", "--config", f}})
 	}
+	// The effective configuration, every secret in it: as a reference, a
+	// literal, in URLs (of the file and of --nats).
+	for _, f := range []string{c.embedded, c.client, c.userpass, c.closed, c.closedTok} {
+		cmds = append(cmds,
+			cmd{"router config " + filepath.Base(f), 10 * time.Second, "router", []string{"config", "--config", f}},
+			cmd{"router config --json " + filepath.Base(f), 10 * time.Second, "router", []string{"config", "--json", "--config", f}})
+	}
+	cmds = append(cmds,
+		cmd{"router config --nats with password", 10 * time.Second, "router", []string{"config", "--config", c.client, "--nats", closed}},
+		cmd{"router config --json --nats with password", 10 * time.Second, "router", []string{"config", "--json", "--config", c.embedded, "--nats", closed}},
+		cmd{"router config (invalid: semantic)", 10 * time.Second, "router", []string{"config", "--config", invalid["semantic"]}},
+	)
 	var names []string
 	for n := range invalid {
 		names = append(names, n)
@@ -532,7 +544,7 @@ func failures(t *testing.T, w *world, c configs, invalid map[string]string) []cm
 	)
 	helps := [][]string{
 		{"router", "--help"}, {"router", "help"}, {"router", "run", "--help"}, {"router", "up", "--help"}, {"router", "replay", "--help"},
-		{"router", "validate", "--help"}, {"router", "catalog", "--help"}, {"router", "status", "--help"}, {"router", "run", "--config", c.client, "--help"},
+		{"router", "validate", "--help"}, {"router", "config", "--help"}, {"router", "catalog", "--help"}, {"router", "status", "--help"}, {"router", "run", "--config", c.client, "--help"},
 		{"router", "--version"}, {"router", "version"}, {"sinks", "--version"},
 		{"sinks", "--help"}, {"sinks", "run", "--help"}, {"sinks", "replay", "--help"}, {"sinks", "tail", "--help"}, {"sinks", "dlq", "--help"},
 		{"sinks", "dlq", "list", "--help"}, {"sinks", "dlq", "show", "--help"}, {"sinks", "dlq", "redrive", "--help"},
@@ -572,6 +584,11 @@ func expect(t *testing.T, o *outputs) {
 		{"router validate (invalid: semantic) stderr", "webhook.bad.url"},
 		{"router validate (invalid: syntax) stderr", "publisher.token"},
 		{"router validate client.toml stdout", "is valid"},
+		{"router config embedded.toml stdout", "[webhook.ok.headers]"},
+		{"router config embedded.toml stdout", "%{env:"},
+		{"router config --json client.toml stdout", `"signature-key": "<redacted>"`},
+		{"router config --nats with password stdout", "nats://mailtel:xxxxx@"},
+		{"router config (invalid: semantic) stderr", "webhook.ok.url"},
 		{"GET http://", "mailtel_sink_up"},
 		{"GET http://", "degraded"},
 		{"ingest answer to stalwart batch", "accepted"},
