@@ -211,15 +211,15 @@ type unknownKeyError struct {
 
 func (e *unknownKeyError) Error() string { return e.path.String() + ": unknown key" + e.hint }
 
-// dropForeignTracerKeys removes the unknown-key errors of disabled tracers
-// of a type mailtel does not run (Stalwart's open-telemetry or journal
-// tracers, pasted with enable = false): their keys are Stalwart's, not
-// typos.
+// dropForeignTracerKeys removes the unknown-key errors of tracers of a
+// type mailtel does not run (Stalwart's open-telemetry or journal tracers):
+// their keys are Stalwart's, not typos. A disabled one is accepted whole;
+// an enabled one gets the one error that matters, its type (Validate).
 func dropForeignTracerKeys(errs []error, c *Config) []error {
 	out := errs[:0]
 	for _, err := range errs {
 		if e, ok := err.(*unknownKeyError); ok && len(e.path) >= 3 && e.path[0] == "tracer" {
-			if t := c.Tracers[e.path[1]]; t != nil && t.Enable != nil && !*t.Enable &&
+			if t := c.Tracers[e.path[1]]; t != nil && t.Type != "" &&
 				t.Type != "log" && t.Type != KindConsole && t.Type != KindStdout {
 				continue
 			}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func TestTyposSuggest(t *testing.T) {
 		{"section webhok", "[webhok.siem]\nurl = \"https://x.example\"\n", []string{"webhok: unknown section (did you mean webhook?)"}},
 		{"section far from all", "[zzzzzzzz]\na = 1\n", []string{"zzzzzzzz: unknown section"}},
 		{"key levle", "[tracer.log]\ntype = \"log\"\npath = \"/tmp\"\nlevle = \"info\"\n", []string{"tracer.log.levle: unknown key (did you mean level?)"}},
-		{"key of an enabled foreign tracer", "[tracer.otel]\ntype = \"open-telemetry\"\nendpoint = \"x\"\n", []string{"tracer.otel.endpoint: unknown key", "tracer.otel.type: unsupported tracer type"}},
+		{"key of an enabled foreign tracer", "[tracer.otel]\ntype = \"open-telemetry\"\nendpoint = \"x\"\n", []string{"tracer.otel.type: unsupported tracer type"}}, // its keys are Stalwart's: the type is the error
 		{"key in sinks", "[sinks]\ndiscard-aftr = \"1h\"\n", []string{"sinks.discard-aftr: unknown key (did you mean discard-after?)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -29,6 +30,31 @@ func TestTyposSuggest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRealStalwartConfigs: Stalwart's own default configuration file
+// validates whole; the OpenTelemetry configuration of Stalwart's test
+// suite gets one error, the tracer type mailtel does not run (with what to
+// do), and validates once that tracer is disabled.
+func TestRealStalwartConfigs(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "stalwart-default.toml"))
+	if err != nil {
+		t.Fatalf("Stalwart's default config.toml: %v", err)
+	}
+	if specs := c.SinkSpecs(); len(specs) != 1 || specs[0].Name != "stdout" || specs[0].Kind != KindStdout {
+		t.Errorf("sinks of Stalwart's default config.toml: %+v, want its stdout tracer", specs)
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "stalwart-otel-test.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse(data)
+	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), `tracer.otel.type: unsupported tracer type "otel"`) {
+		t.Errorf("Stalwart's otel test config: %v; want one error, the tracer type", err)
+	}
+	if _, err := Parse(append(data, "tracer.otel.enable = false\n"...)); err != nil {
+		t.Errorf("Stalwart's otel test config, its tracer disabled: %v", err)
 	}
 }
 
