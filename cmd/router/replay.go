@@ -118,11 +118,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer r.Close()
 
-	label := "replay"
-	if *dryRun {
-		label = "dry run"
-	}
-	o := replayOptions(cfg, *batch, stderr, label)
+	o := replayOptions(cfg, *batch, stderr, *dryRun)
 	// Every sink of the configuration is in the table, so that the rules
 	// are those of the router; outputs not replayed are left out by Routes.
 	table := pipeline.NewTable(cfg.SinkSpecs(), cfg.Levels)
@@ -216,7 +212,7 @@ func connect(ctx context.Context, cfg *config.Config) (*nats.Conn, jetstream.Jet
 
 // replayOptions are the retry rules of the live sinks and the reporting
 // on stderr, progress lines starting with label.
-func replayOptions(cfg *config.Config, batch int, stderr io.Writer, label string) replay.Options {
+func replayOptions(cfg *config.Config, batch int, stderr io.Writer, dryRun bool) replay.Options {
 	o := replay.Options{Batch: cfg.Sinks.Batch, Retrying: replay.LogRetries(stderr)}
 	if batch > 0 {
 		o.Batch = batch
@@ -227,6 +223,10 @@ func replayOptions(cfg *config.Config, batch int, stderr io.Writer, label string
 	o.Malformed = func(m replay.Message, err error) {
 		fmt.Fprintf(stderr, "skipping message %d on %s: %v\n", m.Seq, m.Subject, err)
 	}
-	o.Progress = replay.NewPrinter(stderr, obs.IsTerminal(stderr), label).Update
+	if dryRun {
+		o.Progress = replay.NewPrinter(stderr, obs.IsTerminal(stderr), "dry run").DryRun().Update
+	} else {
+		o.Progress = replay.NewPrinter(stderr, obs.IsTerminal(stderr), "replay").Update
+	}
 	return o
 }

@@ -122,7 +122,13 @@ func reportProgress(ctx context.Context, p *app.Process, out io.Writer) {
 		published := counterSum(p, "mailtel_published_total")
 		routed := counterSum(p, "mailtel_routed_total")
 		written := counterSum(p, "mailtel_written_total")
-		fmt.Fprintf(out, "%s published %.0f, routed %.0f copies, written %.0f\n", time.Now().Format(time.TimeOnly), published, routed, written)
+		line := fmt.Sprintf("%s published %.0f, routed %.0f copies, written %.0f", time.Now().Format(time.TimeOnly), published, routed, written)
+		if written > routed {
+			// Copies routed before this start (a backlog in ./data) are
+			// written now; the counters start at zero with the process.
+			line += fmt.Sprintf(" (%.0f of them routed before this start)", written-routed)
+		}
+		fmt.Fprintln(out, line)
 	}
 }
 

@@ -21,6 +21,7 @@ type Printer struct {
 	tty      bool
 	interval time.Duration
 	label    string
+	dryRun   bool // the outputs count what they would write: "selected N"
 
 	mu    sync.Mutex
 	last  time.Time
@@ -37,6 +38,13 @@ func NewPrinter(w io.Writer, tty bool, label string) *Printer {
 	return p
 }
 
+// DryRun makes p show what a dry run's outputs counted as "selected N":
+// nothing was written.
+func (p *Printer) DryRun() *Printer {
+	p.dryRun = true
+	return p
+}
+
 // Update shows pr, unless the previous line is too recent and pr is not
 // final.
 func (p *Printer) Update(pr Progress) {
@@ -47,7 +55,7 @@ func (p *Printer) Update(pr Progress) {
 		return
 	}
 	p.last = now
-	line := p.label + " " + FormatProgress(pr)
+	line := p.label + " " + formatProgress(pr, p.dryRun)
 	if !p.tty {
 		fmt.Fprintln(p.w, line)
 		return
@@ -66,7 +74,10 @@ func (p *Printer) Update(pr Progress) {
 
 // FormatProgress renders pr as "1200/5000 events (24%), 3400/s, ETA 1s,
 // written 1190, skipped 10, failed 0".
-func FormatProgress(pr Progress) string {
+func FormatProgress(pr Progress) string { return formatProgress(pr, false) }
+
+// formatProgress is FormatProgress, or for a dry run "..., selected 1190".
+func formatProgress(pr Progress, dryRun bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d events", pr.Done, pr.Total)
 	if pr.Total > 0 {
@@ -86,7 +97,11 @@ func FormatProgress(pr Progress) string {
 	default:
 		b.WriteString(", ETA ?")
 	}
-	fmt.Fprintf(&b, ", written %d, skipped %d, failed %d", pr.Written, pr.Skipped, pr.Failed)
+	if dryRun {
+		fmt.Fprintf(&b, ", selected %d", pr.Written)
+	} else {
+		fmt.Fprintf(&b, ", written %d, skipped %d, failed %d", pr.Written, pr.Skipped, pr.Failed)
+	}
 	return b.String()
 }
 
