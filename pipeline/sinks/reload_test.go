@@ -122,6 +122,12 @@ headers = { X-Team = "` + team + `" }
 		t.Errorf("requests with the wrong X-Team header: a got %q, b got %q", a.bad, b.bad)
 	}
 
+	// Its events changed only: the router's business, the sink runs on.
+	changed, err = set.Apply(context.Background(), parse(strings.Replace(doc(srvB.URL, "b"), `events = ["*"]`, `events = ["auth.*"]`, 1)))
+	if err != nil || changed != "" {
+		t.Errorf("Apply a change of events only: %q, %v (want no sink restarted)", changed, err)
+	}
+
 	// The webhook removed, a log sink added.
 	dir := t.TempDir()
 	logOnly := parse("[tracer.log]\ntype = \"log\"\nlevel = \"info\"\npath = \"" + dir + "\"\n")

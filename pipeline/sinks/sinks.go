@@ -291,6 +291,7 @@ func (s *Set) Apply(ctx context.Context, c *config.Config) (string, error) {
 			continue
 		}
 		if sameSink(r, c, spec) {
+			r.spec = spec
 			continue
 		}
 		s.halt(r)
@@ -315,13 +316,33 @@ func (s *Set) Apply(ctx context.Context, c *config.Config) (string, error) {
 	return app.Changes(added, removed, changed), errors.Join(errs...)
 }
 
-// sameSink reports whether spec under c runs as r does.
+// sameSink reports whether spec under c runs as r does. The routing rules
+// (level, events, disabled-events) of a sink the router feeds are the
+// router's business: a reload that changes only them leaves the sink
+// running undisturbed. For a sink the server feeds, they are its own
+// (r.routes).
 func sameSink(r *running, c *config.Config, spec config.SinkSpec) bool {
-	if !reflect.DeepEqual(r.spec, spec) || r.retry != pipeline.RetryPolicy(c, spec) {
+	if !reflect.DeepEqual(buildOf(r.spec), buildOf(spec)) || r.retry != pipeline.RetryPolicy(c, spec) {
 		return false
 	}
 	if spec.ServerFanOut {
 		return r.routes.Diff(pipeline.NewTable([]config.SinkSpec{spec}, c.Levels)) == ""
 	}
 	return true
+}
+
+// buildOf is spec without its routing rules: what Build makes a sink of.
+func buildOf(spec config.SinkSpec) config.SinkSpec {
+	spec.Level, spec.Include, spec.Exclude = 0, nil, nil
+	if spec.Tracer != nil {
+		t := *spec.Tracer
+		t.Level, t.Events, t.EventsPolicy, t.DisabledEvents = "", nil, "", nil
+		spec.Tracer = &t
+	}
+	if spec.Webhook != nil {
+		w := *spec.Webhook
+		w.Events, w.EventsPolicy = nil, ""
+		spec.Webhook = &w
+	}
+	return spec
 }
