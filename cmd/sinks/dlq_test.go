@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/delivery"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,7 +126,7 @@ func (e *dlqEnv) letters(t *testing.T, f dlqtool.Filter) []dlqtool.Letter {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	waitFor(t, 15*time.Second, what, cond)
+	pipelinetest.WaitFor(t, 15*time.Second, what, cond)
 }
 
 func dlqCmd(t *testing.T, args ...string) (string, string, error) {

@@ -157,7 +157,7 @@ format = "json"
 		}
 		return int(info.State.Msgs)
 	}
-	waitFor(t, 20*time.Second, "the router copies every event", func() bool {
+	pipelinetest.WaitFor(t, 20*time.Second, "the router copies every event", func() bool {
 		cons, err := env.JS.Consumer(ctx, cfg.Streams.Events, cfg.Router.Consumer)
 		if err != nil {
 			return false
@@ -189,7 +189,7 @@ format = "json"
 
 	first := start("first")
 	// Kill once a few fetches are done, while two requests are held.
-	waitFor(t, 30*time.Second, "deliveries under way", func() bool {
+	pipelinetest.WaitFor(t, 30*time.Second, "deliveries under way", func() bool {
 		req, _ := rc.inFlight(time.Now(), 0)
 		return received() >= 700 && req == 2
 	})
@@ -202,7 +202,7 @@ format = "json"
 	before := received()
 
 	start("second")
-	waitFor(t, 60*time.Second, "every event delivered after the restart", func() bool { return received() == want })
+	pipelinetest.WaitFor(t, 60*time.Second, "every event delivered after the restart", func() bool { return received() == want })
 	rc.mu.Lock()
 	dups := 0
 	for _, c := range rc.delivered {

@@ -160,17 +160,6 @@ func (e *testEnv) routed(t *testing.T, filter string) []jetstream.Msg {
 	return out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // logIDs returns the ids of the JSON lines of the files in dir, in order.
 func logIDs(t *testing.T, dir string) []string {
 	t.Helper()
@@ -244,11 +233,11 @@ events = ["auth.*"]
 	t0 := time.Now()
 	first := events("a", 300)
 	e.publish(t, first)
-	waitFor(t, 10*time.Second, "route the first batch", func() bool { return e.routedCount(t, "routed.log.>") == 300 })
+	pipelinetest.WaitFor(t, 10*time.Second, "route the first batch", func() bool { return e.routedCount(t, "routed.log.>") == 300 })
 	t1 := time.Now()
 	time.Sleep(1100 * time.Millisecond)
 	e.publish(t, events("b", 200))
-	waitFor(t, 10*time.Second, "route the second batch", func() bool { return e.routedCount(t, "routed.log.>") == 500 })
+	pipelinetest.WaitFor(t, 10*time.Second, "route the second batch", func() bool { return e.routedCount(t, "routed.log.>") == 500 })
 
 	// What the range holds, read here from ROUTED by stream timestamps.
 	var want []string
@@ -343,7 +332,7 @@ batch-size = 10
 `)
 	e.startRouter(t)
 	e.publish(t, events("w", 500)) // 200 auth events
-	waitFor(t, 10*time.Second, "route", func() bool { return e.routedCount(t, "routed.siem.>") == 200 })
+	pipelinetest.WaitFor(t, 10*time.Second, "route", func() bool { return e.routedCount(t, "routed.siem.>") == 200 })
 	routed := e.routed(t, "routed.siem.>")
 	md0, _ := routed[20].Metadata()
 	md1, _ := routed[79].Metadata()
@@ -446,7 +435,7 @@ server-fan-out = ["sec"]
 `)
 	evs := events("s", 100)
 	e.publish(t, evs)
-	waitFor(t, 10*time.Second, "the server to copy every event", func() bool { return e.routedCount(t, "routed.sec.>") == 100 })
+	pipelinetest.WaitFor(t, 10*time.Second, "the server to copy every event", func() bool { return e.routedCount(t, "routed.sec.>") == 100 })
 	var want []string
 	for _, ev := range evs {
 		if strings.HasPrefix(ev.Type, "auth.") {

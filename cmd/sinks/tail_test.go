@@ -62,14 +62,14 @@ func TestTailAuth(t *testing.T) {
 		last = i
 		time.Sleep(50 * time.Millisecond)
 	}
-	waitFor(t, 10*time.Second, "the tails show the last warm-up events", func() bool { return shown(last) })
+	pipelinetest.WaitFor(t, 10*time.Second, "the tails show the last warm-up events", func() bool { return shown(last) })
 	skipLines := func(s string) int { return strings.Count(s, "\n") }
 	textBefore, jsonBefore, warnBefore := skipLines(text.String()), skipLines(jsonOut.String()), skipLines(warn.String())
 
 	evs := events("m", 200) // auth.success, auth.failed, smtp..., delivery..., acme.error in turn
 	e.publish(t, evs)
 	wantAuth := 80
-	waitFor(t, 10*time.Second, "tails show the auth events", func() bool {
+	pipelinetest.WaitFor(t, 10*time.Second, "tails show the auth events", func() bool {
 		return skipLines(text.String())-textBefore >= wantAuth && skipLines(jsonOut.String())-jsonBefore >= wantAuth &&
 			skipLines(warn.String())-warnBefore >= 40
 	})
@@ -137,7 +137,7 @@ func TestTailSince(t *testing.T) {
 	e := newTestEnv(t, "[logging]\nlevel = \"error\"\n")
 	e.publish(t, events("s", 50))
 	out, stop := e.tail("--json", "--since", "1h", "events.*.error", "events.smtp.>")
-	waitFor(t, 10*time.Second, "tail shows stored events", func() bool { return strings.Count(out.String(), "\n") >= 20 })
+	pipelinetest.WaitFor(t, 10*time.Second, "tail shows stored events", func() bool { return strings.Count(out.String(), "\n") >= 20 })
 	time.Sleep(200 * time.Millisecond)
 	if err, errOut := stop(); err != nil {
 		t.Fatalf("%v %s", err, errOut)

@@ -54,3 +54,16 @@ func (e *Env) EnsureStreams(t testing.TB, c *config.Config, more ...string) {
 		t.Fatal(err)
 	}
 }
+
+// WaitFor polls cond every 20ms until it holds, and fails the test with
+// what when it does not within d.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

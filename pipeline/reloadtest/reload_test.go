@@ -109,7 +109,7 @@ format = "json"
 	// Long enough under the info rules for events routed well before the
 	// reload (5s of margin, for a router that lags).
 	flowing := time.Now()
-	waitFor(t, 40*time.Second, "10s of events in the log", func() bool {
+	pipelinetest.WaitFor(t, 40*time.Second, "10s of events in the log", func() bool {
 		return time.Since(flowing) > 10*time.Second && len(readLog(t, logs, "mailtel")) >= 500
 	})
 
@@ -176,7 +176,7 @@ format = "json"
 		info, err := c.Info(ctx)
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	}
-	waitFor(t, 90*time.Second, "router and sinks caught up", func() bool {
+	pipelinetest.WaitFor(t, 90*time.Second, "router and sinks caught up", func() bool {
 		return drained(cfg.Streams.Events, cfg.Router.Consumer) &&
 			drained(cfg.Streams.RoutedStream("log"), pipeline.SinkConsumerName("log")) &&
 			drained(cfg.Streams.RoutedStream("audit"), pipeline.SinkConsumerName("audit"))
@@ -451,15 +451,4 @@ func readLog(t *testing.T, dir, prefix string) map[string]int {
 		fh.Close()
 	}
 	return out
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

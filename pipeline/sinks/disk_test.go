@@ -77,11 +77,11 @@ format = "json"
 	// Let the sink open its files, then fill the disk.
 	g := synth.New(synth.Options{Seed: 3, Start: time.Now().Add(-time.Hour)})
 	tp.Publish(g, 100)
-	poll(t, 20*time.Second, "the first events written", func() bool { return countLines(dir) > 0 })
+	pipelinetest.WaitFor(t, 20*time.Second, "the first events written", func() bool { return countLines(dir) > 0 })
 	filler := fill(t, dir)
 	full := time.Now()
 	tp.Publish(g, 12000)
-	poll(t, 30*time.Second, "the sink pauses on the full disk", func() bool {
+	pipelinetest.WaitFor(t, 30*time.Second, "the sink pauses on the full disk", func() bool {
 		return p.Health.Degraded() != nil
 	})
 	t.Logf("disk full: %v", p.Health.Degraded())
@@ -92,10 +92,10 @@ format = "json"
 	freed := time.Now()
 	// Lines are counted while the sink writes; they are checked whole
 	// only once it has acked everything.
-	poll(t, 3*time.Minute, "every event written once there is room", func() bool {
+	pipelinetest.WaitFor(t, 3*time.Minute, "every event written once there is room", func() bool {
 		return tp.SinkIdle("log") && countLines(dir) >= tp.Routed("log")
 	})
-	poll(t, 10*time.Second, "the sink is no longer degraded", func() bool { return p.Health.Degraded() == nil })
+	pipelinetest.WaitFor(t, 10*time.Second, "the sink is no longer degraded", func() bool { return p.Health.Degraded() == nil })
 	ids := logIDs(t, dir)
 	seen := map[string]int{}
 	for _, id := range ids {

@@ -37,7 +37,7 @@ func TestEachSeriesOnOneEndpoint(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	poll(t, 20*time.Second, "the metrics sink counts the events", func() bool {
+	pipelinetest.WaitFor(t, 20*time.Second, "the metrics sink counts the events", func() bool {
 		return strings.Contains(scrape(listen), "mailtel_events_total{")
 	})
 	process, events := scrape(p.HTTPAddr), scrape(listen)

@@ -107,9 +107,9 @@ events = ["*"]
 	// and has the next ones fetched when its first write fails.
 	down := time.Now()
 	tp.Publish(g, 3000)
-	poll(t, 30*time.Second, "the router copies the first events", tp.RouterIdle)
+	pipelinetest.WaitFor(t, 30*time.Second, "the router copies the first events", tp.RouterIdle)
 	tp.StartSinks()
-	poll(t, 30*time.Second, "the sink pauses: /readyz says degraded", func() bool {
+	pipelinetest.WaitFor(t, 30*time.Second, "the sink pauses: /readyz says degraded", func() bool {
 		return strings.Contains(readyz(), "degraded") && gauge() == 0
 	})
 	t.Logf("down: %s", readyz())
@@ -151,7 +151,7 @@ events = ["*"]
 	defer srv.Close()
 	up := time.Now()
 
-	poll(t, 5*time.Minute, "every event delivered after the receiver is back", func() bool {
+	pipelinetest.WaitFor(t, 5*time.Minute, "every event delivered after the receiver is back", func() bool {
 		pending, ack := sinkInfo()
 		rc.mu.Lock()
 		n := len(rc.delivered)
@@ -159,7 +159,7 @@ events = ["*"]
 		return pending == 0 && ack == 0 && n == tp.Routed("siem")
 	})
 	drained := time.Since(up)
-	poll(t, 10*time.Second, "/readyz says ready again", func() bool { return readyz() == "200 ready" && gauge() == 1 })
+	pipelinetest.WaitFor(t, 10*time.Second, "/readyz says ready again", func() bool { return readyz() == "200 ready" && gauge() == 1 })
 
 	if dead := sinktest.DeadLetters(t, p.JS, cfg.Streams.DLQ, "siem"); len(dead) > 0 {
 		t.Errorf("%d dead letters, want none; first: %s", len(dead), dead[0].Reason)

@@ -85,7 +85,7 @@ headers = { X-Team = "` + team + `" }
 	}
 	g := synth.New(synth.Options{Seed: 3, Start: time.Now().Add(-time.Hour)})
 	tp.Publish(g, 1000)
-	poll(t, 30*time.Second, "receiver a gets the first 1000 events", func() bool {
+	pipelinetest.WaitFor(t, 30*time.Second, "receiver a gets the first 1000 events", func() bool {
 		return tp.RouterIdle() && tp.SinkIdle("siem")
 	})
 	first, _ := a.count()
@@ -104,7 +104,7 @@ headers = { X-Team = "` + team + `" }
 		t.Fatalf("Apply a new URL and header: %q, %v (want \"changed siem\")", changed, err)
 	}
 	tp.Publish(g, 1000)
-	poll(t, 60*time.Second, "every event delivered after the reload", func() bool {
+	pipelinetest.WaitFor(t, 60*time.Second, "every event delivered after the reload", func() bool {
 		return tp.RouterIdle() && tp.SinkIdle("siem")
 	})
 	na, da := a.count()
@@ -135,7 +135,7 @@ headers = { X-Team = "` + team + `" }
 	if err != nil || changed != "added log; removed siem" {
 		t.Fatalf("Apply a log sink for the webhook: %q, %v (want \"added log; removed siem\")", changed, err)
 	}
-	poll(t, 10*time.Second, "/readyz without the removed sink", func() bool {
+	pipelinetest.WaitFor(t, 10*time.Second, "/readyz without the removed sink", func() bool {
 		resp, err := http.Get("http://" + tp.P.HTTPAddr + "/readyz")
 		if err != nil {
 			return false
@@ -154,5 +154,5 @@ headers = { X-Team = "` + team + `" }
 	if _, err := only.Apply(context.Background(), parse(doc(srvB.URL, "b"))); err == nil || !strings.Contains(err.Error(), "no sink named log") {
 		t.Errorf("Apply a file without the selected sink: %v, want \"no sink named log\"", err)
 	}
-	poll(t, 10*time.Second, "the sinks still ready after the refused reload", func() bool { return tp.P.Health.Ready() == nil })
+	pipelinetest.WaitFor(t, 10*time.Second, "the sinks still ready after the refused reload", func() bool { return tp.P.Health.Ready() == nil })
 }

@@ -226,7 +226,7 @@ batch = 100
 		p.Metrics.Retried.WithLabelValues("sink:siem").Write(&m)
 		return int(m.GetCounter().GetValue())
 	}
-	poll(t, 15*time.Second, "the sink retries refused connections", func() bool { return retried() >= 2 })
+	pipelinetest.WaitFor(t, 15*time.Second, "the sink retries refused connections", func() bool { return retried() >= 2 })
 	ln, err := port.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -248,14 +248,14 @@ batch = 100
 		}
 		return out
 	}
-	poll(t, 30*time.Second, "every event delivered or dead-lettered", func() bool {
+	pipelinetest.WaitFor(t, 30*time.Second, "every event delivered or dead-lettered", func() bool {
 		rc.mu.Lock()
 		done := len(rc.delivered)
 		rc.mu.Unlock()
 		return done+len(dlq()) >= len(want)
 	})
 	// Nothing more can arrive once the sink's consumer has acked everything.
-	poll(t, 15*time.Second, "the sink's consumer acks everything", func() bool {
+	pipelinetest.WaitFor(t, 15*time.Second, "the sink's consumer acks everything", func() bool {
 		cons, err := p.JS.Consumer(ctx, cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem"))
 		if err != nil {
 			return false
@@ -317,16 +317,4 @@ batch = 100
 	}
 	t.Logf("%d events published, %d for the webhook: %d delivered once, %d dead-lettered (%d marked); answers %v; %d retries",
 		n, len(want), len(rc.delivered), len(dead), len(marked), rc.answers, retried())
-}
-
-// poll waits until cond holds, or fails the test after d.
-func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/config"
 )
 
 // Render writes s as tables readable at a glance: the sinks (state, how far
@@ -207,14 +209,7 @@ func window(d time.Duration) string {
 	if d <= 0 {
 		return "none"
 	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+	return config.FormatDuration(d)
 }
 
 func dash(s string) string {
