@@ -87,6 +87,11 @@ func fileSum(path string) [sha256.Size]byte {
 	return sha256.Sum256(bytes.TrimSpace(b))
 }
 
+// reloadTimeout bounds what a reload asks of NATS (the streams of added
+// sinks): with NATS unreachable the reload fails, and the next one is not
+// held up behind it.
+const reloadTimeout = 30 * time.Second
+
 // Reloader is what a process does on a reload request.
 type Reloader struct {
 	// Load reads and validates the configuration as the process did at
@@ -142,7 +147,9 @@ func (p *Process) reload(ctx context.Context, why string, r Reloader) {
 	if len(kept) > 0 {
 		p.Log.Warn().Strs("sections", kept).Msg("configuration reload: these changed and take effect only after a restart; their running values stay")
 	}
-	changed, err := r.Apply(ctx, c)
+	actx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	changed, err := r.Apply(actx, c)
 	if err != nil {
 		fail(err, "configuration reload failed")
 		return
