@@ -20,8 +20,8 @@ type ExportError struct {
 	// Code is the gRPC status code (transport grpc), else codes.OK.
 	Code codes.Code
 	// Message is what the collector said (the message of its
-	// google.rpc.Status, or the start of its answer, at most MaxSnippet
-	// bytes), with every configured secret replaced by config.Redacted.
+	// google.rpc.Status, or the start of its answer), at most MaxSnippet
+	// bytes, with every configured secret replaced by config.Redacted.
 	Message string
 	// Retryable is set for the statuses OTLP says to retry.
 	Retryable bool

@@ -36,7 +36,8 @@
 // double; bool -> bool; list -> array; nested event (causedBy) -> map with
 // eventName (its type) and its fields; bytes -> bytes. Where OTLP has no
 // type, as Stalwart sends them: time -> RFC 3339 string (UTC, nanoseconds),
-// duration -> int milliseconds, IP -> string. A key that repeats in an event
+// duration -> int milliseconds, IP -> string; a field without a value is an
+// empty value (Stalwart sends false). A key that repeats in an event
 // gathers its values in an array (attribute keys are unique in OTLP); a field
 // named event.id is replaced by the event's id. Invalid UTF-8 becomes U+FFFD.
 // Events of one Server and Host share a ResourceLogs in a request.
@@ -140,6 +141,12 @@ type Sink struct {
 	rejected atomic.Int64
 	secrets  []string
 }
+
+// The method set of pipeline.Sink, which this package must not import.
+var _ interface {
+	Write(context.Context, []*schema.Event) error
+	Close(context.Context) error
+} = (*Sink)(nil)
 
 // slot is one of the cfg.Concurrency request slots. Consecutive requests on
 // a slot start at least cfg.Throttle apart.
@@ -356,7 +363,7 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 		return fmt.Errorf("export %d events: %w", len(chunk), err)
 	}
 	ps := resp.PartialSuccess()
-	n, msg := ps.RejectedLogRecords(), scrub(s.secrets, validUTF8(ps.ErrorMessage()), maxAnswer)
+	n, msg := ps.RejectedLogRecords(), snippet(s.secrets, ps.ErrorMessage())
 	switch {
 	case n >= int64(len(chunk)):
 		return fmt.Errorf("export %d events: %w", len(chunk), &ExportError{Endpoint: s.target,

@@ -27,8 +27,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// MaxSnippet is how many bytes of a failed answer that is not a
-// google.rpc.Status an error keeps.
+// MaxSnippet is how many bytes of what a collector said (a failed
+// answer, a status message, a partial success's message) an error or a
+// log line keeps.
 const MaxSnippet = 512
 
 // maxAnswer is how much of an answer is read: a partial success or a
@@ -144,19 +145,37 @@ func (e *httpExporter) export(ctx context.Context, body []byte, _ plogotlp.Expor
 }
 
 // message returns what a failed answer says: the message of a
-// google.rpc.Status (what OTLP/HTTP servers send), else the start of the
-// answer; secrets scrubbed.
+// google.rpc.Status (what OTLP/HTTP servers send, in the request's
+// protobuf), else the start of the answer; see snippet.
 func (e *httpExporter) message(contentType string, answer []byte) string {
-	if !isJSON(contentType) {
+	if isProto(contentType) {
 		var st spb.Status
 		if err := proto.Unmarshal(answer, &st); err == nil && st.GetMessage() != "" {
-			return scrub(e.secrets, validUTF8(st.GetMessage()), maxAnswer)
+			return snippet(e.secrets, st.GetMessage())
 		}
 	}
-	if len(answer) > MaxSnippet {
-		answer = answer[:MaxSnippet]
+	return snippet(e.secrets, string(answer[:min(len(answer), MaxSnippet)]))
+}
+
+// snippet returns at most MaxSnippet bytes of what a collector said, valid
+// UTF-8, with every secret replaced by config.Redacted.
+func snippet(secrets []string, s string) string {
+	if len(s) > MaxSnippet {
+		s = s[:MaxSnippet]
 	}
-	return scrub(e.secrets, strings.ToValidUTF8(string(answer), "\uFFFD"), MaxSnippet)
+	return scrub(secrets, validUTF8(s), MaxSnippet)
+}
+
+// isProto reports whether an answer of this content type may be
+// protobuf: OTLP/HTTP answers in the request's content type; a server that
+// sets none is sniffed by net/http as octet-stream.
+func isProto(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "application/x-protobuf", "application/protobuf", "application/octet-stream", "":
+		return true
+	}
+	return false
 }
 
 func isJSON(contentType string) bool {
@@ -233,9 +252,9 @@ func (e *grpcExporter) export(ctx context.Context, _ []byte, req plogotlp.Export
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		return resp, fmt.Errorf("export to %s: %s", e.target, scrub(e.secrets, err.Error(), maxAnswer))
+		return resp, fmt.Errorf("export to %s: %s", e.target, snippet(e.secrets, err.Error()))
 	}
-	ee := &ExportError{Endpoint: e.target, Code: st.Code(), Message: scrub(e.secrets, validUTF8(st.Message()), maxAnswer)}
+	ee := &ExportError{Endpoint: e.target, Code: st.Code(), Message: snippet(e.secrets, st.Message())}
 	var retryInfo bool
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
