@@ -9,10 +9,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailtel/mailtel/schema"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/mailtel/mailtel/pipeline/config"
 )
 
 // Headers of a dead letter.
@@ -61,7 +60,7 @@ type Letter struct {
 // valid event id).
 func (l *Letter) Subject() string {
 	id := l.EventID
-	if !config.ValidEventID(id) {
+	if !schema.ValidType(id) {
 		id = "unknown"
 	}
 	return DLQPrefix + l.Stage + "." + id

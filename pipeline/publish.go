@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/schema"
@@ -131,7 +130,7 @@ func (p *Publisher) Publish(ctx context.Context, ev *schema.Event, done func(Ack
 	if ev.ID == "" {
 		return fmt.Errorf("publish %s: %w", ev.Type, errors.New("event has no id"))
 	}
-	if !config.ValidEventID(ev.Type) {
+	if !schema.ValidType(ev.Type) {
 		return fmt.Errorf("publish event %s: type %q is not a valid event id", ev.ID, ev.Type)
 	}
 	ev.Level = p.levels.Of(ev.Type)

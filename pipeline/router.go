@@ -355,7 +355,7 @@ func sinkOf(subject string) string {
 // event id.
 func SubjectEventID(subject string) string {
 	id := catalog.SubjectID(subject)
-	if len(id) == len(subject) || !config.ValidEventID(id) {
+	if len(id) == len(subject) || !schema.ValidType(id) {
 		return ""
 	}
 	return id

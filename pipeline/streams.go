@@ -9,13 +9,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 )
 
 // Subject prefixes of the three streams.
 const (
-	EventsPrefix = "events."
+	EventsPrefix = catalog.SubjectPrefix
 	RoutedPrefix = "routed."
 	DLQPrefix    = "dlq."
 )

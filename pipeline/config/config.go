@@ -31,6 +31,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/schema"
 )
 
 // Config is the whole configuration file.
@@ -564,7 +565,7 @@ func (c *Config) Validate() error {
 	ov, lerrs := catalog.ParseOverrides(raw)
 	errs = append(errs, lerrs...)
 	for _, id := range sortedKeys(ov) {
-		if !ValidEventID(id) {
+		if !schema.ValidType(id) {
 			add("tracing.level."+id, "not an event id (want category.event)")
 		} else {
 			checkKnownEvent("tracing.level."+id, id, warn)
@@ -825,13 +826,6 @@ func validSinkName(s string) bool {
 		}
 	}
 	return true
-}
-
-// ValidEventID reports whether id is "category.event" with both tokens made
-// of lower-case letters, digits, '-' and '_' (a safe NATS subject tail).
-func ValidEventID(id string) bool {
-	cat, ev, ok := strings.Cut(id, ".")
-	return ok && validToken(cat) && validToken(ev)
 }
 
 func validToken(s string) bool {

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/mailtel/mailtel/schema"
 )
 
 // Pattern matches event ids the way Stalwart's event lists do: "*" matches
@@ -28,7 +30,7 @@ func ParsePattern(s string) (Pattern, error) {
 			return Pattern{}, fmt.Errorf("event pattern %q: only lower-case letters, digits, '.', '-', '_' and one '*'", s)
 		}
 		return Pattern{prefix: pre, suffix: suf, wild: true}, nil
-	case !ValidEventID(s):
+	case !schema.ValidType(s):
 		return Pattern{}, fmt.Errorf("event pattern %q: not an event id (category.event), a prefix (auth.*) or a suffix (*-error)", s)
 	}
 	return Pattern{prefix: s}, nil
