@@ -1,21 +1,26 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -196,31 +201,50 @@ func (b *bench) drainRouter(ctx context.Context, cfg *config.Config, cfgPath, di
 	return b.copyRate(ctx, cfg.Streams.RoutedStream(logSink), n, r.describe)
 }
 
-// drainRaw copies the stored events into BENCH_HOP with a plain
-// consume -> PublishMsgAsync -> ack loop, and returns its rate.
-func (b *bench) drainRaw(ctx context.Context, cfg *config.Config, n int64) (float64, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	routed, err := b.js.Stream(cctx, cfg.Streams.RoutedStream(logSink))
-	if err != nil {
-		return 0, fmt.Errorf("stream info: %w", err)
-	}
-	sc := routed.CachedInfo().Config
-	sc.Name, sc.Subjects, sc.Sources, sc.Description = hopStream, []string{hopPrefix + ">"}, nil, "mailtel bench: raw hop copies"
-	if err := b.deleteStreams(ctx, hopStream); err != nil {
-		return 0, err
-	}
-	if _, err := b.js.CreateStream(cctx, sc); err != nil {
-		return 0, fmt.Errorf("create stream %s: %w", hopStream, err)
-	}
-	defer b.deleteStreams(context.Background(), hopStream)
+// rawHopEnv, when set, makes this binary the raw hop's process (see
+// rawHopSpec) instead of the bench: the router runs in a process of its
+// own, so the raw hop does too, not beside the NATS server in the bench.
+const rawHopEnv = "MAILTEL_BENCH_RAW_HOP"
 
-	nc, err := nats.Connect(b.url, nats.Name("bench-raw-hop"))
+// rawHopSpec says what the raw hop's process copies; rawHopEnv holds it as
+// JSON.
+type rawHopSpec struct {
+	URL      string `json:"url"`
+	Stream   string `json:"stream"`
+	Consumer string `json:"consumer"`
+	Workers  int    `json:"workers"`
+	Batch    int    `json:"batch"`
+}
+
+// runRawHopChild is the main of the raw hop's process: it copies until
+// SIGTERM, then fails if a copy failed.
+func runRawHopChild(ctx context.Context, spec string) error {
+	var s rawHopSpec
+	if err := json.Unmarshal([]byte(spec), &s); err != nil {
+		return fmt.Errorf("%s: %w", rawHopEnv, err)
+	}
+	app.TuneGC() // as cmd/router
+	failed, err := rawHop(ctx, s)
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d copies failed", failed)
+	}
+	return nil
+}
+
+// rawHop binds to the durable consumer s.Consumer of s.Stream and, until
+// ctx ends, copies each message to "hop." + its subject with
+// PublishMsgAsync and Nats-Msg-Id "<stream sequence>.hop", acking the
+// source once the copy is stored (as the router does, with none of its
+// decoding, routing or counting). It returns how many copies failed.
+func rawHop(ctx context.Context, s rawHopSpec) (int64, error) {
+	nc, err := nats.Connect(s.URL, nats.Name("bench-raw-hop"))
 	if err != nil {
 		return 0, fmt.Errorf("connect raw hop: %w", err)
 	}
 	defer nc.Close()
-	workers, batch := cfg.Router.Workers, cfg.Router.Batch
 	var mu sync.Mutex
 	pending := map[*nats.Msg]jetstream.Msg{}
 	var failed atomic.Int64
@@ -238,31 +262,18 @@ func (b *bench) drainRaw(ctx context.Context, cfg *config.Config, n int64) (floa
 			src.Ack()
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(workers*batch*4, 4096)),
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(s.Workers*s.Batch*4, 4096)),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { settle(m, nil) }),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { settle(m, err) }))
 	if err != nil {
 		return 0, fmt.Errorf("jetstream context: %w", err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(cctx, cfg.Streams.Events, jetstream.ConsumerConfig{
-		Durable:       hopConsumer,
-		FilterSubject: pipeline.EventsPrefix + ">",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: max(workers*batch*4, 20000), // as the router's
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cons, err := js.Consumer(cctx, s.Stream, s.Consumer)
+	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("create consumer %s: %w", hopConsumer, err)
+		return 0, fmt.Errorf("raw hop: consumer %s: %w", s.Consumer, err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer dcancel()
-		if err := js.DeleteConsumer(dctx, cfg.Streams.Events, hopConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			b.log.Warn().Err(err).Msg("delete the raw hop's consumer")
-		}
-	}()
 	handle := func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -285,19 +296,125 @@ func (b *bench) drainRaw(ctx context.Context, cfg *config.Config, n int64) (floa
 			cc.Stop()
 		}
 	}()
-	for range workers {
-		cc, err := cons.Consume(handle, jetstream.PullMaxMessages(batch))
+	for range s.Workers {
+		cc, err := cons.Consume(handle, jetstream.PullMaxMessages(s.Batch))
 		if err != nil {
-			return 0, fmt.Errorf("raw hop: consume: %w", err)
+			return failed.Load(), fmt.Errorf("raw hop: consume: %w", err)
 		}
 		ccs = append(ccs, cc)
 	}
-	rate, err := b.copyRate(ctx, hopStream, n, func() string { return fmt.Sprintf("raw hop: %d copies failed", failed.Load()) })
+	<-ctx.Done()
+	return failed.Load(), nil
+}
+
+// drainRaw copies the stored events into BENCH_HOP with the raw hop, in a
+// process of its own (in this one with -router inproc), and returns its
+// rate.
+func (b *bench) drainRaw(ctx context.Context, cfg *config.Config, n int64) (float64, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	routed, err := b.js.Stream(cctx, cfg.Streams.RoutedStream(logSink))
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	sc := routed.CachedInfo().Config
+	sc.Name, sc.Subjects, sc.Sources, sc.Description = hopStream, []string{hopPrefix + ">"}, nil, "mailtel bench: raw hop copies"
+	if err := b.deleteStreams(ctx, hopStream); err != nil {
+		return 0, err
+	}
+	if _, err := b.js.CreateStream(cctx, sc); err != nil {
+		return 0, fmt.Errorf("create stream %s: %w", hopStream, err)
+	}
+	defer b.deleteStreams(context.Background(), hopStream)
+	spec := rawHopSpec{URL: b.url, Stream: cfg.Streams.Events, Consumer: hopConsumer, Workers: cfg.Router.Workers, Batch: cfg.Router.Batch}
+	if _, err := b.js.CreateOrUpdateConsumer(cctx, spec.Stream, jetstream.ConsumerConfig{
+		Durable:       hopConsumer,
+		FilterSubject: pipeline.EventsPrefix + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: max(spec.Workers*spec.Batch*4, 20000), // as the router's
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}); err != nil {
+		return 0, fmt.Errorf("create consumer %s: %w", hopConsumer, err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		if err := b.js.DeleteConsumer(dctx, spec.Stream, hopConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.log.Warn().Err(err).Msg("delete the raw hop's consumer")
+		}
+	}()
+
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	var stop func() error // stops the hop and says how it ended
+	var out lockedBuffer  // the child's output
+	if b.o.router == "inproc" {
+		type result struct {
+			failed int64
+			err    error
+		}
+		done := make(chan result, 1)
+		go func() { f, err := rawHop(hctx, spec); done <- result{f, err} }()
+		stop = func() error {
+			hcancel()
+			r := <-done
+			if r.err == nil && r.failed > 0 {
+				r.err = fmt.Errorf("%d copies failed", r.failed)
+			}
+			return r.err
+		}
+	} else {
+		self, err := os.Executable()
+		if err != nil {
+			return 0, fmt.Errorf("raw hop: find this binary: %w", err)
+		}
+		specJSON, _ := json.Marshal(spec)
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), rawHopEnv+"="+string(specJSON))
+		cmd.Stdout, cmd.Stderr = &out, &out
+		setDeathSignal(cmd)
+		if err := cmd.Start(); err != nil {
+			return 0, fmt.Errorf("start the raw hop: %w", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop = func() error {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-exited:
+				return err
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				return fmt.Errorf("did not stop within 10s: %v", <-exited)
+			}
+		}
+	}
+	rate, err := b.copyRate(ctx, hopStream, n, func() string { return "raw hop: " + out.String() })
+	if serr := stop(); err == nil && serr != nil {
+		err = fmt.Errorf("raw hop: %w %s", serr, out.String())
+	}
 	if err != nil {
 		return 0, err
 	}
-	if f := failed.Load(); f > 0 {
-		return 0, fmt.Errorf("raw hop: %d copies failed", f)
-	}
 	return rate, nil
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

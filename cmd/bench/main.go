@@ -41,6 +41,10 @@ import (
 )
 
 func main() {
+	if spec := os.Getenv(rawHopEnv); spec != "" { // this binary, started by the hop scenario
+		app.Main("bench raw hop", func(ctx context.Context) error { return runRawHopChild(ctx, spec) })
+		return
+	}
 	app.Main("bench", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 

@@ -10,7 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/app"
 )
+
+// TestMain lets the test binary be the raw hop's process, as the hop
+// scenario starts this binary again to run it.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(rawHopEnv); spec != "" {
+		app.Main("bench raw hop", func(ctx context.Context) error { return runRawHopChild(ctx, spec) })
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseFlags(t *testing.T) {
 	for _, tc := range []struct {
@@ -167,7 +179,7 @@ func TestRunRouterProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/router")
 	}
-	r, _ := runBench(t, "-n", "3000", "-only", "single")
+	r, _ := runBench(t, "-n", "3000", "-only", "single,hop", "-rounds", "1")
 	if cpu := r.get(t, scSingle, "router cpu"); cpu <= 0 {
 		t.Errorf("router cpu %v µs/event", cpu)
 	}
@@ -176,6 +188,10 @@ func TestRunRouterProcess(t *testing.T) {
 	}
 	if rss := r.get(t, scSingle, "router peak rss"); rss < 1 || rss > 4096 {
 		t.Errorf("router peak rss %v MiB", rss)
+	}
+	// The raw hop ran in a process of its own (this test binary again).
+	if v := r.get(t, scSummary, "router/raw-hop"); v <= 0 {
+		t.Errorf("router/raw-hop %v", v)
 	}
 }
 

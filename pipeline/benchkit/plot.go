@@ -131,7 +131,7 @@ func latencyPlot(s SoakPlot) (*plot.Plot, error) {
 	// the powers of ten.
 	if p.Y.Max > 0 {
 		p.Y.Min = math.Pow(10, math.Floor(math.Log10(p.Y.Min)))
-		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(p.Y.Max))+1)
+		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(p.Y.Max*4)))
 	}
 	return p, nil
 }

@@ -50,8 +50,10 @@ type Interval struct {
 	DupWindow float64
 }
 
-// Intervals aggregates a soak of length total into intervals of width
-// (the last one may be shorter). hists[i] holds the latencies of the
+// Intervals aggregates a soak of length total into intervals of width;
+// the last one is shorter when total is not a multiple of width, or a
+// little longer when what is left is under a tenth of width (a soak of
+// 2m0.01s has two intervals). hists[i] holds the latencies of the
 // events written in the i-th interval (see NewBucketedRecorder); those
 // written after total (the drain at the end) count in the last. procs are
 // each process's readings in time order, dup the duplicate-window memory
@@ -60,11 +62,17 @@ func Intervals(width, total time.Duration, hists []*Histogram, procs map[string]
 	if width <= 0 || total <= 0 {
 		return nil
 	}
-	n := int((total + width - 1) / width)
+	n := int(total / width)
+	if rem := total % width; n == 0 || rem >= width/10 {
+		n++
+	}
 	out := make([]Interval, n)
 	for i := range out {
 		iv := &out[i]
 		iv.Start, iv.End = time.Duration(i)*width, min(time.Duration(i+1)*width, total)
+		if i == n-1 {
+			iv.End = total
+		}
 		h := &Histogram{}
 		if i < len(hists) {
 			h.Merge(hists[i])

@@ -141,6 +141,12 @@ func TestIntervals(t *testing.T) {
 	if b := ivs[1].Procs["blind"]; !math.IsNaN(b.RSS) {
 		t.Errorf("a process with no reading in the interval: %+v", b)
 	}
+	if ivs := Intervals(time.Minute, 2*time.Minute+10*time.Millisecond, hists, nil, nil); len(ivs) != 2 || ivs[1].End != 2*time.Minute+10*time.Millisecond {
+		t.Errorf("10ms over two minutes: %d intervals, the last ending at %v; want 2, the last to the end", len(ivs), ivs[len(ivs)-1].End)
+	}
+	if ivs := Intervals(time.Minute, 30*time.Second, hists, nil, nil); len(ivs) != 1 || ivs[0].End != 30*time.Second {
+		t.Errorf("half a minute: %d intervals", len(ivs))
+	}
 	if got := GCShare(After(procs["router"], time.Minute)); math.Abs(got-0.45) > 1e-9 { // 9s of 20s
 		t.Errorf("gc share after the first minute %v, want 0.45", got)
 	}
