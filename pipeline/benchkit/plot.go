@@ -127,6 +127,9 @@ func latencyPlot(s SoakPlot) (*plot.Plot, error) {
 		p.Legend.Add(q.name, l, pts)
 	}
 	p.X.Min = 0
+	if n := len(s.Intervals); n > 0 { // the same span as the memory panel
+		p.X.Max = max(p.X.Max, s.Intervals[n-1].End.Minutes())
+	}
 	// Whole decades, and one more on top for the legend: LogTicks labels
 	// the powers of ten.
 	if p.Y.Max > 0 {
