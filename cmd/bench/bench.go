@@ -49,6 +49,8 @@ type bench struct {
 	// medians holds, by single-sink scenario, the median of its rounds'
 	// ratios to their baselines (set by rounds when both ran).
 	medians map[string]float64
+	// soaks are the soaks done, for the table per interval and the plot.
+	soaks []soakResult
 }
 
 // newBench starts the server, connects, and builds the router binary.
@@ -139,7 +141,7 @@ func (b *bench) close() {
 // runAll runs the selected scenarios in order.
 func (b *bench) runAll(ctx context.Context) error {
 	var evs []schema.Event
-	if slices.ContainsFunc([]string{scSingle, scSingleServer, scFanout, scFanoutServer}, b.o.runs) {
+	if slices.ContainsFunc([]string{scSingle, scSingleServer, scHop, scFanout, scFanoutServer}, b.o.runs) {
 		b.progress("generating %d synthetic events", b.o.n)
 		evs = generate(b.o.seed, b.o.n)
 		total := 0
@@ -154,6 +156,11 @@ func (b *bench) runAll(ctx context.Context) error {
 	}
 	if err := b.rounds(ctx, evs); err != nil {
 		return err
+	}
+	if b.o.runs(scHop) {
+		if err := b.hop(ctx, evs); err != nil {
+			return fmt.Errorf("%s: %w", scHop, err)
+		}
 	}
 	// A latency phase runs at half its single-sink rate right after the
 	// single-sink rounds, on the same warm server, and not in the wake of
@@ -181,9 +188,9 @@ func (b *bench) runAll(ctx context.Context) error {
 		}
 	}
 	evs = nil
-	if b.o.soak > 0 {
-		if err := b.paced(ctx, scSoak, halfRate(scSingle), b.o.soak); err != nil {
-			return fmt.Errorf("soak: %w", err)
+	for _, sc := range b.o.soaks {
+		if err := b.paced(ctx, sc, halfRate(singleOf(sc)), b.o.soak); err != nil {
+			return fmt.Errorf("%s: %w", sc, err)
 		}
 	}
 	return nil

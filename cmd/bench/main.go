@@ -10,6 +10,12 @@
 //	fanout    the same with three sinks: log, metrics, a local webhook
 //	latency   paced events at half the single-sink rate: publish -> sink
 //	          write latency percentiles
+//	hop       N stored events copied by the router, and by a raw nats.go
+//	          consume -> PublishMsgAsync (Nats-Msg-Id) -> ack loop: the
+//	          router's rate against the plain hop's
+//	soak      (-soak D) the single-sink pipeline at half its measured
+//	          rate for D, router and server fan-out, with every process's
+//	          memory and GC sampled; per-minute rows, bench/soak.png
 //
 // The router runs as a separate process (the real cmd/router binary), so
 // its CPU time, allocations and peak RSS per routed event are measured from
@@ -35,6 +41,10 @@ import (
 )
 
 func main() {
+	if spec := os.Getenv(rawHopEnv); spec != "" { // this binary, started by the hop scenario
+		app.Main("bench raw hop", func(ctx context.Context) error { return runRawHopChild(ctx, spec) })
+		return
+	}
 	app.Main("bench", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
@@ -47,19 +57,27 @@ const (
 	scFanoutServer  = "fanout-server"
 	scLatency       = "latency"
 	scLatencyServer = "latency-server"
+	scHop           = "hop"
 	scSoak          = "soak"
+	scSoakServer    = "soak-server"
 	scSummary       = "summary"
 )
 
-var allScenarios = []string{scBaseline, scSingle, scSingleServer, scFanout, scFanoutServer, scLatency, scLatencyServer}
+var allScenarios = []string{scBaseline, scSingle, scSingleServer, scHop, scFanout, scFanoutServer, scLatency, scLatencyServer}
+
+// soakVariants maps the names -soak-variants takes to their scenarios.
+var soakVariants = map[string]string{"router": scSoak, "server": scSoakServer}
+
+// isSoak reports whether scenario sc is a soak.
+func isSoak(sc string) bool { return sc == scSoak || sc == scSoakServer }
 
 // serverScenario reports whether scenario sc runs with server fan-out
 // ([router] server-fan-out names every sink): the NATS server copies the
 // events into the sinks' streams and the router has nothing to do.
 func serverScenario(sc string) bool { return strings.HasSuffix(sc, "-server") }
 
-// singleOf returns the single-sink scenario whose rate a latency scenario
-// runs at half of.
+// singleOf returns the single-sink scenario whose rate a latency or soak
+// scenario runs at half of.
 func singleOf(latency string) string {
 	if serverScenario(latency) {
 		return scSingleServer
@@ -77,6 +95,9 @@ type options struct {
 	latency    time.Duration
 	rate       float64
 	soak       time.Duration
+	soaks      []string // soak scenarios, in order
+	warmup     time.Duration
+	interval   time.Duration
 	sample     time.Duration
 	router     string // "process" or "inproc"
 	routerBin  string
@@ -104,20 +125,29 @@ Measures mailtel end to end on one embedded NATS server with file storage
             the same with server fan-out ([router] server-fan-out names
             every sink): the NATS server copies EVENTS into the sinks'
             streams, the sinks apply their rules, the router idles
+  hop       N stored events copied by the router into ROUTED_log, and by a
+            plain nats.go consume -> PublishMsgAsync (Nats-Msg-Id) -> ack
+            loop into a stream configured alike: router/raw-hop
 and the router's CPU time, allocations and peak RSS per routed event (the
 router runs as its own process, built from ./cmd/router). Baseline and
 the single-sink scenarios run -rounds times, alternating, since the machine
 is noisy: the table shows the round with the median single/baseline ratio,
 lists every round's rates and ratios, and gives each single-sink scenario's
 median ratio as its summary ratio. Prints one table
-and writes it as JSON to -out. With -soak D it runs the single-sink pipeline
-at half load for D instead, sampling the router's RSS, and reports whether
-it stays flat.`
+and writes it as JSON to -out. With -soak D it measures the single-sink
+rates (router and server fan-out) and the hop, then runs each variant of
+-soak-variants at half its rate for D, sampling every -sample the RSS, Go
+heap and GC CPU of the router process and of this process (which holds the
+embedded NATS server, the publisher and the sinks) and the server's
+duplicate-window memory (estimated); it reports latency and memory per
+-interval, latency and RSS slopes after -warmup, and draws soak.png beside
+-out.`
 
 const example = `  go run ./cmd/bench -short
   go run ./cmd/bench -n 300000 -out bench/results.json
   go run ./cmd/bench -short -only single -router inproc -cpuprofile cpu.out -memprofile mem.out
-  go run ./cmd/bench -soak 5m`
+  go run ./cmd/bench -soak 5m
+  go run ./cmd/bench -short -soak 2m -soak-variants router`
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -131,8 +161,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated `scenarios` to run: "+strings.Join(allScenarios, ", "))
 	fs.DurationVar(&o.latency, "latency", 0, "`duration` of the paced latency phase (default 10s, 4s with -short)")
 	fs.Float64Var(&o.rate, "rate", 0, "`rate` of the latency phase and the soak, in events/s (default: half the measured single-sink rate)")
-	fs.DurationVar(&o.soak, "soak", 0, "soak mode: run the single-sink pipeline at half load for `duration`, sampling the router's RSS")
-	fs.DurationVar(&o.sample, "sample", 10*time.Second, "`interval` between RSS samples of the soak")
+	fs.DurationVar(&o.soak, "soak", 0, "soak mode: run the single-sink pipeline at half load for `duration` (each variant), sampling every process")
+	variants := fs.String("soak-variants", "router,server", "comma-separated `variants` the soak runs: router (scenario soak), server (server fan-out, soak-server)")
+	fs.DurationVar(&o.warmup, "warmup", time.Minute, "the first `duration` of a soak, left out of its latency percentiles and RSS slopes")
+	fs.DurationVar(&o.interval, "interval", time.Minute, "`width` of the soak's rows over time")
+	fs.DurationVar(&o.sample, "sample", 10*time.Second, "`interval` between memory samples of the soak")
 	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")
 	fs.StringVar(&o.routerBin, "router-bin", "", "router `binary` to run instead of building ./cmd/router")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (NATS server, publisher, sinks; the router too with -router inproc) to `file`")
@@ -200,10 +233,29 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-router %q: want process or inproc", o.router)
 	}
 	if o.soak > 0 {
-		// The soak needs the single-sink rate unless told the rate.
+		for _, v := range strings.Split(*variants, ",") {
+			sc, ok := soakVariants[strings.TrimSpace(v)]
+			if !ok {
+				return nil, fmt.Errorf("-soak-variants: unknown variant %q (want router, server or both)", v)
+			}
+			if !slices.Contains(o.soaks, sc) {
+				o.soaks = append(o.soaks, sc)
+			}
+		}
+		if o.warmup < 0 || o.warmup >= o.soak {
+			return nil, fmt.Errorf("-warmup %s: want at least 0 and less than -soak %s", o.warmup, o.soak)
+		}
+		if o.interval <= 0 {
+			return nil, fmt.Errorf("-interval %s: want a positive duration", o.interval)
+		}
+		// The soak needs the single-sink rates unless told the rate; the
+		// hop runs before it, as in a full run.
 		o.only = nil
 		if o.rate == 0 {
-			o.only = []string{scSingle}
+			for _, sc := range o.soaks {
+				o.only = append(o.only, singleOf(sc))
+			}
+			o.only = append(o.only, scHop)
 		}
 	} else if o.rate == 0 {
 		for _, l := range []string{scLatency, scLatencyServer} {
@@ -251,10 +303,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		return fmt.Errorf("%w (the table above has what was measured before; no results file written)", runErr)
 	}
+	b.printSoaks(stdout)
 	if err := b.rep.WriteJSON(o.out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "results written to %s\n", o.out)
+	if len(b.soaks) > 0 {
+		path, err := b.plotSoaks()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "latency and memory over time drawn in %s\n", path)
+	}
 	return nil
 }
 

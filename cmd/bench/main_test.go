@@ -6,10 +6,23 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/app"
 )
+
+// TestMain lets the test binary be the raw hop's process, as the hop
+// scenario starts this binary again to run it.
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(rawHopEnv); spec != "" {
+		app.Main("bench raw hop", func(ctx context.Context) error { return runRawHopChild(ctx, spec) })
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 func TestParseFlags(t *testing.T) {
 	for _, tc := range []struct {
@@ -23,8 +36,15 @@ func TestParseFlags(t *testing.T) {
 		}},
 		{"short", []string{"-short"}, "", func(o *options) bool { return o.n == 50_000 && o.latency == 4*time.Second }},
 		{"n overrides short", []string{"-short", "-n", "7"}, "", func(o *options) bool { return o.n == 7 }},
-		{"soak measures the rate first", []string{"-soak", "1m"}, "", func(o *options) bool { return len(o.only) == 1 && o.only[0] == scSingle }},
-		{"soak at a given rate", []string{"-soak", "1m", "-rate", "100"}, "", func(o *options) bool { return len(o.only) == 0 }},
+		{"soak measures the rates and the hop first", []string{"-soak", "2m"}, "", func(o *options) bool {
+			return slices.Equal(o.only, []string{scSingle, scSingleServer, scHop}) && slices.Equal(o.soaks, []string{scSoak, scSoakServer})
+		}},
+		{"soak of the router only", []string{"-soak", "2m", "-soak-variants", "router"}, "", func(o *options) bool {
+			return slices.Equal(o.only, []string{scSingle, scHop}) && slices.Equal(o.soaks, []string{scSoak})
+		}},
+		{"soak at a given rate", []string{"-soak", "2m", "-rate", "100"}, "", func(o *options) bool { return len(o.only) == 0 }},
+		{"soak shorter than its warm-up", []string{"-soak", "1m"}, "-warmup 1m0s", nil},
+		{"unknown soak variant", []string{"-soak", "2m", "-soak-variants", "router,kafka"}, `unknown variant "kafka"`, nil},
 		{"negative n", []string{"-n", "-1"}, "-n -1", nil},
 		{"three rounds by default", nil, "", func(o *options) bool { return o.rounds == 3 }},
 		{"no rounds", []string{"-rounds", "0"}, "-rounds 0", nil},
@@ -121,6 +141,7 @@ func TestRunInProcess(t *testing.T) {
 	for _, m := range []struct{ sc, metric string }{
 		{scBaseline, "publish only"}, {scBaseline, "consume only"}, {scBaseline, "publish+consume"},
 		{scSingle, "throughput"}, {scFanout, "throughput"}, {scLatency, "published rate"},
+		{scHop, "router"}, {scHop, "raw-hop"}, {scSummary, "router/raw-hop"},
 		{scSingleServer, "throughput"}, {scFanoutServer, "throughput"}, {scLatencyServer, "published rate"},
 	} {
 		if v := r.get(t, m.sc, m.metric); v <= 0 {
@@ -158,7 +179,7 @@ func TestRunRouterProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cmd/router")
 	}
-	r, _ := runBench(t, "-n", "3000", "-only", "single")
+	r, _ := runBench(t, "-n", "3000", "-only", "single,hop", "-rounds", "1")
 	if cpu := r.get(t, scSingle, "router cpu"); cpu <= 0 {
 		t.Errorf("router cpu %v µs/event", cpu)
 	}
@@ -168,18 +189,43 @@ func TestRunRouterProcess(t *testing.T) {
 	if rss := r.get(t, scSingle, "router peak rss"); rss < 1 || rss > 4096 {
 		t.Errorf("router peak rss %v MiB", rss)
 	}
+	// The raw hop ran in a process of its own (this test binary again).
+	if v := r.get(t, scSummary, "router/raw-hop"); v <= 0 {
+		t.Errorf("router/raw-hop %v", v)
+	}
 }
 
+// TestSoak runs both soak variants for a few seconds, with intervals of a
+// second and a second of warm-up.
 func TestSoak(t *testing.T) {
-	r, _ := runBench(t, "-soak", "2500ms", "-sample", "500ms", "-rate", "500", "-router", "inproc")
+	r, table := runBench(t, "-soak", "3500ms", "-sample", "500ms", "-interval", "1s", "-warmup", "1s", "-rate", "500", "-router", "inproc")
 	if r.Meta.Mode != "soak" {
 		t.Errorf("mode %q", r.Meta.Mode)
 	}
-	if n := r.get(t, scSoak, "rss samples (tail)"); n < 3 {
-		t.Errorf("%v samples", n)
+	for _, sc := range []string{scSoak, scSoakServer} {
+		if n := r.get(t, sc, "rss samples (tail)"); n < 3 {
+			t.Errorf("%s: %v samples", sc, n)
+		}
+		if min, max := r.get(t, sc, "rss min (tail)"), r.get(t, sc, "rss max (tail)"); min <= 0 || max < min {
+			t.Errorf("%s: rss min %v max %v", sc, min, max)
+		}
+		p99, max := r.get(t, sc, "publish->write p99"), r.get(t, sc, "publish->write max")
+		if p99 <= 0 || max < p99 {
+			t.Errorf("%s: p99 %v max %v", sc, p99, max)
+		}
+		if n, warm := r.get(t, sc, "events measured"), r.get(t, sc, "events written in warm-up"); n <= 0 || warm <= 0 || n+warm > 1800 {
+			t.Errorf("%s: %v events measured after the warm-up, %v in it (published ~1750)", sc, n, warm)
+		}
+		r.get(t, sc, "rss slope nats-server") // with the router in process, the only process
+		if v := r.get(t, sc, "dup window ids max (estimate)"); v <= 0 {
+			t.Errorf("%s: %v ids in the duplicate windows", sc, v)
+		}
 	}
-	if min, max := r.get(t, scSoak, "rss min (tail)"), r.get(t, scSoak, "rss max (tail)"); min <= 0 || max < min {
-		t.Errorf("rss min %v max %v", min, max)
+	if !strings.Contains(table, "soak-server per 1s") || !strings.Contains(table, "nats-server rss") {
+		t.Errorf("table:\n%s", table)
+	}
+	if !strings.Contains(table, "soak.png") {
+		t.Errorf("no plot named:\n%s", table)
 	}
 }
 

@@ -215,7 +215,7 @@ func (b *bench) startStage(ctx context.Context, name string, fanout bool, rec *b
 	}
 
 	// Router.
-	if s.router, err = b.startRouter(ctx, s.cfg, cfgPath, s.dir); err != nil {
+	if s.router, err = b.startRouter(ctx, s.cfg, cfgPath, s.dir, isSoak(name)); err != nil {
 		return nil, err
 	}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +33,8 @@ type routerSample struct {
 	AllocBytes float64       // heap bytes allocated since start
 	Received   float64       // EVENTS messages received
 	Routed     float64       // copies stored in ROUTED
+	Heap       int64         // Go heap in use (go_memstats_heap_inuse_bytes); -1 when unknown
+	GCCPU      time.Duration // GC CPU since start (gctrace, soak only); -1 when unknown
 }
 
 // router is a running router: a separate process or goroutines here.
@@ -43,11 +47,13 @@ type router interface {
 }
 
 // startRouter starts the router of cfg (written at cfgPath) as -router says.
-func (b *bench) startRouter(ctx context.Context, cfg *config.Config, cfgPath, dir string) (router, error) {
+// With gctrace a router process runs with GODEBUG=gctrace=1, so that its
+// samples have its GC CPU time.
+func (b *bench) startRouter(ctx context.Context, cfg *config.Config, cfgPath, dir string, gctrace bool) (router, error) {
 	if b.o.router == "inproc" {
 		return startInprocRouter(ctx, cfg, b.log)
 	}
-	return startProcRouter(ctx, b.routerBin, cfgPath, b.url, dir)
+	return startProcRouter(ctx, b.routerBin, cfgPath, b.url, dir, gctrace)
 }
 
 // procRouter is the real router binary, `router run`, in its own process.
@@ -57,9 +63,12 @@ type procRouter struct {
 	logPath string
 	exited  chan struct{}
 	waitErr error
+
+	gcMu    sync.Mutex
+	gctrace *benchkit.GCTrace // of its log; nil without GODEBUG=gctrace=1
 }
 
-func startProcRouter(ctx context.Context, bin, cfgPath, natsURL, dir string) (*procRouter, error) {
+func startProcRouter(ctx context.Context, bin, cfgPath, natsURL, dir string, gctrace bool) (*procRouter, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -72,6 +81,12 @@ func startProcRouter(ctx context.Context, bin, cfgPath, natsURL, dir string) (*p
 	defer logf.Close() // the child has its own descriptor
 	r.cmd = exec.Command(bin, "run", "--config", cfgPath, "--nats", natsURL, "--http", addr)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if gctrace {
+		// The runtime prints one line per GC cycle to stderr, with its CPU
+		// time: the router's /metrics has no GC CPU series.
+		r.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+		r.gctrace = &benchkit.GCTrace{Path: r.logPath}
+	}
 	setDeathSignal(r.cmd) // the router dies with this process, even on SIGKILL
 	if err := r.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start router %s: %w", bin, err)
@@ -113,7 +128,18 @@ func (r *procRouter) sample(ctx context.Context) (routerSample, error) {
 	if err != nil {
 		return routerSample{}, fmt.Errorf("router metrics: %w", err)
 	}
-	s := routerSample{CPU: p.CPU, RSS: p.RSS, HWM: p.HWM, Mallocs: math.NaN(), AllocBytes: math.NaN()}
+	s := routerSample{CPU: p.CPU, RSS: p.RSS, HWM: p.HWM, Mallocs: math.NaN(), AllocBytes: math.NaN(), Heap: -1, GCCPU: -1}
+	if v, ok := ss.Sum("go_memstats_heap_inuse_bytes"); ok {
+		s.Heap = int64(v)
+	}
+	if r.gctrace != nil {
+		r.gcMu.Lock()
+		gc, _, err := r.gctrace.Read()
+		r.gcMu.Unlock()
+		if err == nil {
+			s.GCCPU = gc
+		}
+	}
 	if v, ok := ss.Sum("go_memstats_mallocs_total"); ok {
 		s.Mallocs = v
 	}
@@ -144,6 +170,15 @@ func (r *procRouter) describe() string {
 	data, err := os.ReadFile(r.logPath)
 	if err != nil || len(data) == 0 {
 		return fmt.Sprintf("router pid %d (no log output)", r.cmd.Process.Pid)
+	}
+	if r.gctrace != nil { // leave out the runtime's lines
+		var keep []byte
+		for _, l := range bytes.SplitAfter(data, []byte("\n")) {
+			if _, ok := benchkit.ParseGCTraceCPU(string(bytes.TrimSpace(l))); !ok {
+				keep = append(keep, l...)
+			}
+		}
+		data = keep
 	}
 	if len(data) > 2000 {
 		data = data[len(data)-2000:]
@@ -196,7 +231,7 @@ func (r *inprocRouter) sample(context.Context) (routerSample, error) {
 	if err != nil {
 		return routerSample{}, err
 	}
-	s := routerSample{CPU: -1, RSS: -1, HWM: -1, Mallocs: math.NaN(), AllocBytes: math.NaN()}
+	s := routerSample{CPU: -1, RSS: -1, HWM: -1, Mallocs: math.NaN(), AllocBytes: math.NaN(), Heap: -1, GCCPU: -1}
 	s.Received, _ = ss.Sum("mailtel_received_total", `stage="router"`)
 	s.Routed, _ = ss.Sum("mailtel_routed_total")
 	return s, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -140,16 +139,20 @@ func copier(sc string) string {
 // paced publishes synthetic events at rate for d, in bursts every
 // millisecond, through the single-sink pipeline, and measures for each
 // event the time from just before Publish to the return of the log sink's
-// Write that carried it. For the soak it also samples the router's resident
-// memory every -sample and reports its trend.
+// Write that carried it. A soak also samples every process every -sample
+// (see soakSampler) and reports per -interval and after -warmup.
 func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration) error {
 	if !(r > 0) || math.IsInf(r, 0) {
 		return fmt.Errorf("no rate to pace at (the single-sink scenario measured none; give -rate)")
 	}
+	soak := isSoak(sc)
 	b.progress("%s: %.0f events/s for %s: publisher -> %s -> log sink", sc, r, d, copier(sc))
 	rec := benchkit.NewLatencyRecorder()
 	maxBytes := ""
-	if sc == scSoak {
+	if soak {
+		// A soak counts latencies in a histogram per interval, so that the
+		// measuring takes no more memory as it goes on.
+		rec = benchkit.NewBucketedRecorder(time.Now(), b.o.interval)
 		maxBytes = "1GiB" // keep the disk use of a long soak bounded
 	}
 	s, err := b.startStage(ctx, sc, false, rec, maxBytes)
@@ -167,22 +170,28 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 	expected := map[string]int64{}
 	var acked, failed atomic.Int64
 	var ackMu sync.Mutex
-	var ackLat []time.Duration
+	var ackLat benchkit.Histogram
 	r0, err := s.router.sample(ctx)
 	if err != nil {
 		return err
 	}
 
-	// Memory samples (soak only): the router's RSS, or this process's
-	// when the router runs here.
-	var samples []benchkit.Sample
+	// Samples of every process (soak only).
+	var sampler *soakSampler
 	var sampleErr error
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	start := time.Now()
+	if soak {
+		rec.SetStart(start)
+		sampler = newSoakSampler(b, s, start)
+		if err := sampler.sample(ctx); err != nil {
+			return err
+		}
+	}
 	go func() {
 		defer close(sampled)
-		if sc != scSoak {
+		if !soak {
 			return
 		}
 		t := time.NewTicker(b.o.sample)
@@ -193,14 +202,11 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 				return
 			case <-t.C:
 			}
-			rss, err := b.rss(ctx, s.router)
-			if err != nil {
+			if err := sampler.sample(ctx); err != nil {
 				sampleErr = err
 				return
 			}
-			at := time.Since(start)
-			samples = append(samples, benchkit.Sample{At: at, Value: mib(rss)})
-			b.progress("soak %s: router rss %.1f MiB, written %d", at.Round(time.Second), mib(rss), s.writtenBy(logSink))
+			b.progress("%s %s: %s, written %d", sc, time.Since(start).Round(time.Second), sampler.line(), s.writtenBy(logSink))
 		}
 	}()
 	defer func() {
@@ -236,7 +242,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 					failed.Add(1)
 				}
 				ackMu.Lock()
-				ackLat = append(ackLat, lat)
+				ackLat.Add(lat)
 				ackMu.Unlock()
 				acked.Add(1)
 			})
@@ -284,8 +290,11 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 		return fmt.Errorf("%d published events were never written", pending)
 	}
 	l := benchkit.Summarize(lat)
+	if soak {
+		l = b.soakLatency(sc, rec.Histograms())
+	}
 	ackMu.Lock()
-	al := benchkit.Summarize(ackLat)
+	al := ackLat.Summary()
 	ackMu.Unlock()
 
 	b.rep.Add(sc, "target rate", r, "events/s")
@@ -305,49 +314,12 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 	b.addRouterRows(sc, r0, r1, sent)
 	b.rep.Add(sc, "bench process cpu", perEvent(cpu, sent), "µs/event")
 
-	if sc == scSoak {
-		if len(samples) < 2 {
-			return fmt.Errorf("soak: %d memory samples; make -soak at least twice -sample", len(samples))
+	if soak {
+		// A last reading after the drain, so the last interval has one.
+		if err := sampler.sample(ctx); err != nil {
+			return err
 		}
-		who := "router"
-		if b.o.router == "inproc" {
-			who = "bench process (router in process)"
-		}
-		b.setting("soak.rss_of", who)
-		b.setting("soak.flat_when", fmt.Sprintf("max/min <= %.2f and fitted growth <= %.0f%% over the last %.0f%% of samples",
-			benchkit.MaxRatio, benchkit.MaxGrowth*100, benchkit.TailFraction*100))
-		t := benchkit.Analyse(samples)
-		b.rep.Add(sc, "rss samples (tail)", float64(t.Samples), "samples")
-		b.rep.Add(sc, "rss first (tail)", t.First, "MiB")
-		b.rep.Add(sc, "rss last", t.Last, "MiB")
-		b.rep.Add(sc, "rss min (tail)", t.Min, "MiB")
-		b.rep.Add(sc, "rss max (tail)", t.Max, "MiB")
-		b.rep.Add(sc, "rss max/min (tail)", t.Ratio, "ratio")
-		b.rep.Add(sc, "rss slope (tail)", t.SlopePerMinute, "MiB/min")
-		b.rep.Add(sc, "rss growth (tail)", t.Growth*100, "%")
-		flat := 0.0
-		if t.Flat {
-			flat = 1
-		}
-		b.rep.Add(sc, "rss flat", flat, "1=yes")
-		b.rep.Series = map[string][]benchkit.Sample{"soak rss MiB": samples}
+		return b.soakRows(sc, sampler, rec.Histograms(), pubDur)
 	}
 	return nil
-}
-
-// rss returns the router's resident memory, or this process's when the
-// router runs here.
-func (b *bench) rss(ctx context.Context, r router) (int64, error) {
-	rs, err := r.sample(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if rs.RSS >= 0 {
-		return rs.RSS, nil
-	}
-	p, err := benchkit.ReadProc(os.Getpid())
-	if err != nil {
-		return 0, err
-	}
-	return p.RSS, nil
 }

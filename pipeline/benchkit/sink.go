@@ -64,11 +64,29 @@ func (s *TimedSink) LastWrite() time.Time {
 // by the events in flight: a later write of the same id (a redelivery), or
 // of an id never published through the recorder, counts as Unmatched. It
 // is safe for concurrent use.
+//
+// A bucketed recorder (NewBucketedRecorder), for a soak, keeps no list of
+// latencies: it counts them in one Histogram per interval of the time the
+// write returned, so its memory stays flat however long it runs.
 type LatencyRecorder struct {
 	mu        sync.Mutex
 	sent      map[string]time.Time
 	latencies []time.Duration
 	unmatched int
+
+	start time.Time
+	width time.Duration // 0: not bucketed
+	hists []*Histogram  // by (write time - start) / width
+}
+
+// NewBucketedRecorder returns an empty recorder that counts the latencies
+// in one Histogram per interval of width, counted from start, in which
+// their write returned (see Histograms); a write before start counts in
+// the first. Result returns no latencies.
+func NewBucketedRecorder(start time.Time, width time.Duration) *LatencyRecorder {
+	r := NewLatencyRecorder()
+	r.start, r.width = start, max(width, time.Nanosecond)
+	return r
 }
 
 // NewLatencyRecorder returns an empty recorder.
@@ -96,8 +114,16 @@ func (r *LatencyRecorder) Written(batch []*schema.Event, t time.Time) {
 			r.unmatched++
 			continue
 		}
-		r.latencies = append(r.latencies, t.Sub(sent))
 		delete(r.sent, ev.ID)
+		if r.width == 0 {
+			r.latencies = append(r.latencies, t.Sub(sent))
+			continue
+		}
+		i := max(int(t.Sub(r.start)/r.width), 0)
+		for len(r.hists) <= i {
+			r.hists = append(r.hists, &Histogram{})
+		}
+		r.hists[i].Add(t.Sub(sent))
 	}
 }
 
@@ -113,5 +139,29 @@ func (r *LatencyRecorder) Result() (latencies []time.Duration, unmatched, pendin
 func (r *LatencyRecorder) Measured() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.latencies)
+	n := len(r.latencies)
+	for _, h := range r.hists {
+		n += h.N()
+	}
+	return n
+}
+
+// SetStart moves the start of a bucketed recorder's first interval to t;
+// call it before the first Written.
+func (r *LatencyRecorder) SetStart(t time.Time) {
+	r.mu.Lock()
+	r.start = t
+	r.mu.Unlock()
+}
+
+// Histograms returns a copy of the histograms of a bucketed recorder, one
+// per interval from the start (nil when not bucketed).
+func (r *LatencyRecorder) Histograms() []*Histogram {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Histogram, len(r.hists))
+	for i, h := range r.hists {
+		out[i] = h.Clone()
+	}
+	return out
 }

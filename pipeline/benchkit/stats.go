@@ -105,15 +105,8 @@ func Analyse(samples []Sample) Trend {
 	if t.Min > 0 {
 		t.Ratio = t.Max / t.Min
 	}
-	mx, my := sx/n, sy/n
-	var sxy, sxx float64
-	for _, s := range tail {
-		dx := s.At.Minutes() - mx
-		sxy += dx * (s.Value - my)
-		sxx += dx * dx
-	}
-	if sxx > 0 {
-		t.SlopePerMinute = sxy / sxx
+	if s := Slope(tail); !math.IsNaN(s) {
+		t.SlopePerMinute = s
 	}
 	span := (tail[len(tail)-1].At - tail[0].At).Minutes()
 	if t.Mean != 0 {
@@ -121,4 +114,29 @@ func Analyse(samples []Sample) Trend {
 	}
 	t.Flat = t.Ratio <= MaxRatio && t.Growth <= MaxGrowth
 	return t
+}
+
+// Slope returns the least-squares slope of samples in value units per
+// minute, or NaN when fewer than two samples at different times are given.
+func Slope(samples []Sample) float64 {
+	if len(samples) < 2 {
+		return math.NaN()
+	}
+	var sx, sy float64
+	for _, s := range samples {
+		sx += s.At.Minutes()
+		sy += s.Value
+	}
+	n := float64(len(samples))
+	mx, my := sx/n, sy/n
+	var sxy, sxx float64
+	for _, s := range samples {
+		dx := s.At.Minutes() - mx
+		sxy += dx * (s.Value - my)
+		sxx += dx * dx
+	}
+	if sxx == 0 {
+		return math.NaN()
+	}
+	return sxy / sxx
 }

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailtel/mailtel/pipeline/benchkit"
+	"github.com/mailtel/mailtel/pipeline/status"
+)
+
+// Process names of a soak's rows. The NATS server is embedded in this
+// process, which also runs the publisher and the sinks: its figures are
+// this process's, and say so in the settings.
+const (
+	nameRouter = "router"
+	nameServer = "nats-server"
+)
+
+// soakSampler reads, at each sample, the RSS, Go heap and GC CPU time of
+// the router process and of this process, and the server's duplicate
+// windows. Its methods are called by one goroutine at a time.
+type soakSampler struct {
+	b        *bench
+	s        *stage
+	start    time.Time
+	procs    map[string][]benchkit.ProcSample
+	dup      []benchkit.Sample // MiB
+	dupIDs   []benchkit.Sample // message ids
+	gatherer *status.Gatherer
+}
+
+func newSoakSampler(b *bench, s *stage, start time.Time) *soakSampler {
+	return &soakSampler{b: b, s: s, start: start, procs: map[string][]benchkit.ProcSample{},
+		gatherer: status.NewGatherer(b.js, status.Options{Streams: s.cfg.Streams, RouterConsumer: s.cfg.Router.Consumer})}
+}
+
+// sample takes one reading of every process and of the duplicate windows.
+func (ss *soakSampler) sample(ctx context.Context) error {
+	at := time.Since(ss.start)
+	self, err := benchkit.SelfSample(at)
+	if err != nil {
+		return err
+	}
+	ss.procs[nameServer] = append(ss.procs[nameServer], self)
+	rs, err := ss.s.router.sample(ctx)
+	if err != nil {
+		return err
+	}
+	if rs.RSS >= 0 { // a router process
+		ss.procs[nameRouter] = append(ss.procs[nameRouter],
+			benchkit.ProcSample{At: at, RSS: rs.RSS, Heap: rs.Heap, CPU: rs.CPU, GCCPU: rs.GCCPU})
+	}
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := ss.gatherer.Gather(gctx)
+	if err != nil {
+		return fmt.Errorf("duplicate windows: %w", err)
+	}
+	var ids, bytes uint64
+	for _, s := range st.Streams {
+		ids += s.WindowIDs
+		bytes += s.WindowBytes
+	}
+	ss.dup = append(ss.dup, benchkit.Sample{At: at, Value: mib(int64(bytes))})
+	ss.dupIDs = append(ss.dupIDs, benchkit.Sample{At: at, Value: float64(ids)})
+	return nil
+}
+
+// line describes the last reading, for a progress line.
+func (ss *soakSampler) line() string {
+	var parts []string
+	for _, name := range []string{nameRouter, nameServer} {
+		ps := ss.procs[name]
+		if len(ps) == 0 {
+			continue
+		}
+		p := ps[len(ps)-1]
+		parts = append(parts, fmt.Sprintf("%s rss %.1f MiB heap %.1f MiB", name, mib(p.RSS), mib(p.Heap)))
+	}
+	if len(ss.dup) > 0 {
+		parts = append(parts, fmt.Sprintf("dup windows ~%.0f MiB", ss.dup[len(ss.dup)-1].Value))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// soakResult is a finished soak, for the table per interval and the plot.
+type soakResult struct {
+	sc        string
+	intervals []benchkit.Interval
+	procs     map[string][]benchkit.ProcSample
+	dup       []benchkit.Sample
+}
+
+// warmIndex returns the first interval that starts at or after the
+// warm-up.
+func (b *bench) warmIndex() int {
+	return int((b.o.warmup + b.o.interval - 1) / b.o.interval)
+}
+
+// soakLatency merges the histograms of the intervals after the warm-up.
+func (b *bench) soakLatency(sc string, hists []*benchkit.Histogram) benchkit.Latency {
+	var h, warm benchkit.Histogram
+	for i, x := range hists {
+		if i >= b.warmIndex() {
+			h.Merge(x)
+		} else {
+			warm.Merge(x)
+		}
+	}
+	b.rep.Add(sc, "warm-up (left out)", (time.Duration(b.warmIndex()) * b.o.interval).Seconds(), "s")
+	b.rep.Add(sc, "events written in warm-up", float64(warm.N()), "events")
+	return h.Summary()
+}
+
+// soakRows adds a soak's rows: per process the RSS slope after the
+// warm-up, peak RSS and heap, the GC's CPU share; the duplicate windows;
+// the trend of the router's RSS; and the series per interval.
+func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram, pubDur time.Duration) error {
+	warm := time.Duration(b.warmIndex()) * b.o.interval
+	b.setting("soak.interval", b.o.interval.String())
+	b.setting("soak.sample", b.o.sample.String())
+	b.setting("soak.latency", "publish->write percentiles after the warm-up from histograms with 1/64 wide bins (at most 1.6% high); max exact")
+	b.setting("soak.process."+nameServer, "this bench process: the embedded NATS server with the publisher and the sinks; RSS from /proc, heap (objects + unused span space) and GC CPU from runtime/metrics")
+	b.setting("soak.process."+nameRouter, "the router process: RSS and CPU from /proc, heap go_memstats_heap_inuse_bytes from its /metrics, GC CPU from its GODEBUG=gctrace=1 lines")
+	b.setting("soak.gc_cpu_share", "GC CPU (assists, dedicated and fractional mark workers, pauses; not idle mark workers) / process CPU (user+system)")
+	b.setting("soak.rss_slope", "least-squares slope of every RSS sample after the warm-up")
+	b.setting("soak.dup_window", fmt.Sprintf("estimate: message ids stored within each stream's duplicate window x %d bytes (the server reports no dedupe map size)", status.BytesPerID))
+
+	ivs := benchkit.Intervals(b.o.interval, pubDur, hists, ss.procs, ss.dup)
+	var after benchkit.Histogram
+	for i, h := range hists {
+		if i >= b.warmIndex() {
+			after.Merge(h)
+		}
+	}
+	if span := pubDur - warm; span > 0 {
+		b.rep.Add(sc, "written rate after warm-up", float64(after.N())/span.Seconds(), "events/s")
+	}
+	for _, name := range slices.Sorted(mapKeys(ss.procs)) {
+		all := ss.procs[name]
+		tail := benchkit.After(all, warm)
+		b.rep.Add(sc, "rss slope "+name, benchkit.RSSSlope(tail), "MiB/min")
+		var rssMax, heapMax int64 = 0, -1
+		for _, p := range all {
+			rssMax, heapMax = max(rssMax, p.RSS), max(heapMax, p.Heap)
+		}
+		b.rep.Add(sc, "rss max "+name, mib(rssMax), "MiB")
+		if heapMax >= 0 {
+			b.rep.Add(sc, "heap max "+name, mib(heapMax), "MiB")
+		}
+		b.rep.Add(sc, "gc cpu share "+name, 100*benchkit.GCShare(tail), "%")
+	}
+	dupMax, idsMax := math.NaN(), math.NaN()
+	for i := range ss.dup {
+		dupMax, idsMax = fmax(dupMax, ss.dup[i].Value), fmax(idsMax, ss.dupIDs[i].Value)
+	}
+	b.rep.Add(sc, "dup window ids max (estimate)", idsMax, "ids")
+	b.rep.Add(sc, "dup window memory max (estimate)", dupMax, "MiB")
+
+	// The trend of the router's RSS (this process's with the router here).
+	who := nameRouter
+	if _, ok := ss.procs[nameRouter]; !ok {
+		who = nameServer
+		b.setting("soak.rss_of", "bench process (router in process)")
+	} else {
+		b.setting("soak.rss_of", "router")
+	}
+	var samples []benchkit.Sample
+	for _, p := range ss.procs[who] {
+		samples = append(samples, benchkit.Sample{At: p.At, Value: mib(p.RSS)})
+	}
+	if len(samples) < 3 {
+		return fmt.Errorf("%d memory samples; make -soak at least twice -sample", len(samples))
+	}
+	samples = samples[1:] // the reading at the start, before any load
+	b.setting("soak.flat_when", fmt.Sprintf("max/min <= %.2f and fitted growth <= %.0f%% over the last %.0f%% of samples",
+		benchkit.MaxRatio, benchkit.MaxGrowth*100, benchkit.TailFraction*100))
+	t := benchkit.Analyse(samples)
+	b.rep.Add(sc, "rss samples (tail)", float64(t.Samples), "samples")
+	b.rep.Add(sc, "rss first (tail)", t.First, "MiB")
+	b.rep.Add(sc, "rss last", t.Last, "MiB")
+	b.rep.Add(sc, "rss min (tail)", t.Min, "MiB")
+	b.rep.Add(sc, "rss max (tail)", t.Max, "MiB")
+	b.rep.Add(sc, "rss max/min (tail)", t.Ratio, "ratio")
+	b.rep.Add(sc, "rss slope (tail)", t.SlopePerMinute, "MiB/min")
+	b.rep.Add(sc, "rss growth (tail)", t.Growth*100, "%")
+	flat := 0.0
+	if t.Flat {
+		flat = 1
+	}
+	b.rep.Add(sc, "rss flat", flat, "1=yes")
+
+	// Series: every reading, and the rows per interval (at their end).
+	if b.rep.Series == nil {
+		b.rep.Series = map[string][]benchkit.Sample{}
+	}
+	for name, ps := range ss.procs {
+		for _, p := range ps {
+			b.rep.Series[sc+" rss MiB "+name] = append(b.rep.Series[sc+" rss MiB "+name], benchkit.Sample{At: p.At, Value: mib(p.RSS)})
+			if p.Heap >= 0 {
+				b.rep.Series[sc+" heap MiB "+name] = append(b.rep.Series[sc+" heap MiB "+name], benchkit.Sample{At: p.At, Value: mib(p.Heap)})
+			}
+		}
+	}
+	b.rep.Series[sc+" dup window MiB (estimate)"] = ss.dup
+	for _, iv := range ivs {
+		add := func(name string, v float64) {
+			if !math.IsNaN(v) {
+				b.rep.Series[sc+" per interval: "+name] = append(b.rep.Series[sc+" per interval: "+name], benchkit.Sample{At: iv.End, Value: v})
+			}
+		}
+		add("throughput events/s", iv.Throughput)
+		add("publish->write p50 ms", ms(iv.Latency.P50))
+		add("publish->write p99 ms", ms(iv.Latency.P99))
+		add("publish->write max ms", ms(iv.Latency.Max))
+		for name, p := range iv.Procs {
+			add("gc cpu share % "+name, 100*p.GCShare)
+		}
+	}
+	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup})
+	return nil
+}
+
+// printSoaks writes a table per soak, one line per interval.
+func (b *bench) printSoaks(w io.Writer) {
+	for _, r := range b.soaks {
+		names := slices.Sorted(mapKeys(r.procs))
+		fmt.Fprintf(w, "\n%s per %s (warm-up %s; latency of the events written in the interval; memory at its last sample):\n",
+			r.sc, b.o.interval, time.Duration(b.warmIndex())*b.o.interval)
+		head := []string{"until", "events/s", "p50 ms", "p99 ms", "max ms"}
+		for _, n := range names {
+			head = append(head, n+" rss", n+" heap", n+" gc%")
+		}
+		head = append(head, "dup MiB~")
+		rows := [][]string{head}
+		for _, iv := range r.intervals {
+			row := []string{iv.End.Round(b.o.interval / 10).String(), benchkit.FormatValue(iv.Throughput),
+				benchkit.FormatValue(ms(iv.Latency.P50)), benchkit.FormatValue(ms(iv.Latency.P99)), benchkit.FormatValue(ms(iv.Latency.Max))}
+			for _, n := range names {
+				p := iv.Procs[n]
+				row = append(row, benchkit.FormatValue(p.RSS), benchkit.FormatValue(p.Heap), benchkit.FormatValue(100*p.GCShare))
+			}
+			rows = append(rows, append(row, benchkit.FormatValue(iv.DupWindow)))
+		}
+		widths := make([]int, len(head))
+		for _, row := range rows {
+			for i, c := range row {
+				widths[i] = max(widths[i], len(c))
+			}
+		}
+		for _, row := range rows {
+			var line strings.Builder
+			for i, c := range row {
+				fmt.Fprintf(&line, "%*s  ", widths[i], c)
+			}
+			fmt.Fprintln(w, strings.TrimRight(line.String(), " "))
+		}
+	}
+}
+
+// plotSoaks draws soak.png beside the results file and returns its path.
+func (b *bench) plotSoaks() (string, error) {
+	path := filepath.Join(filepath.Dir(b.o.out), "soak.png")
+	var ps []benchkit.SoakPlot
+	for _, r := range b.soaks {
+		procs := map[string][]benchkit.ProcSample{}
+		for n, ss := range r.procs {
+			label := n
+			if n == nameServer {
+				label = "nats-server (bench process: server, publisher, sinks)"
+			}
+			procs[label] = ss
+		}
+		ps = append(ps, benchkit.SoakPlot{Title: fmt.Sprintf("%s (%s)", r.sc, copier(r.sc)),
+			Warmup: time.Duration(b.warmIndex()) * b.o.interval, Interval: b.o.interval, Intervals: r.intervals, Procs: procs,
+			Dup: r.dup, DupLabel: fmt.Sprintf("duplicate windows (estimate, %d B/id)", status.BytesPerID)})
+	}
+	return path, benchkit.PlotSoak(path, ps)
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// fmax is max that ignores NaN in a.
+func fmax(a, v float64) float64 {
+	if math.IsNaN(a) {
+		return v
+	}
+	return max(a, v)
+}

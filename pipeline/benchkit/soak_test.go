@@ -1,0 +1,226 @@
+package benchkit
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mailtel/mailtel/schema"
+)
+
+func TestSlope(t *testing.T) {
+	line := func(n int, every time.Duration, f func(min float64) float64) []Sample {
+		var out []Sample
+		for i := 0; i < n; i++ {
+			at := time.Duration(i) * every
+			out = append(out, Sample{At: at, Value: f(at.Minutes())})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		in   []Sample
+		want float64 // NaN: none
+	}{
+		{"none", nil, math.NaN()},
+		{"one", []Sample{{At: time.Minute, Value: 3}}, math.NaN()},
+		{"same time", []Sample{{At: time.Minute, Value: 3}, {At: time.Minute, Value: 5}}, math.NaN()},
+		{"flat", line(10, 10*time.Second, func(float64) float64 { return 40 }), 0},
+		{"2 MiB a minute, sampled every 10s", line(31, 10*time.Second, func(m float64) float64 { return 30 + 2*m }), 2},
+		{"per minute samples falling", line(5, time.Minute, func(m float64) float64 { return 100 - 0.5*m }), -0.5},
+		{"noise around a rise", []Sample{{time.Minute, 10}, {2 * time.Minute, 14}, {3 * time.Minute, 12}, {4 * time.Minute, 16}}, 1.6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Slope(tc.in)
+			if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-9) {
+				t.Errorf("slope %v, want %v", got, tc.want)
+			}
+		})
+	}
+	rss := []ProcSample{{At: 0, RSS: 100 << 20}, {At: time.Minute, RSS: 103 << 20}, {At: 2 * time.Minute, RSS: 106 << 20}}
+	if got := RSSSlope(After(rss, time.Minute)); math.Abs(got-3) > 1e-9 {
+		t.Errorf("rss slope after the first minute %v MiB/min, want 3", got)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h Histogram
+	if l := h.Summary(); l != (Latency{}) {
+		t.Errorf("empty: %+v", l)
+	}
+	var exact []time.Duration
+	for i := 1; i <= 1000; i++ { // 1ms .. 1s
+		d := time.Duration(i) * time.Millisecond
+		h.Add(d)
+		exact = append(exact, d)
+	}
+	h.Add(500 * time.Nanosecond) // below the first bound
+	exact = append(exact, 500*time.Nanosecond)
+	want := Summarize(exact)
+	got := h.Summary()
+	if got.N != want.N || got.Max != want.Max || got.Mean != want.Mean {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, p := range []struct {
+		name      string
+		got, want time.Duration
+	}{{"p50", got.P50, want.P50}, {"p95", got.P95, want.P95}, {"p99", got.P99, want.P99}} {
+		if p.got < p.want || float64(p.got) > float64(p.want)*(1+1.0/64) {
+			t.Errorf("%s %v, want %v to %v", p.name, p.got, p.want, time.Duration(float64(p.want)*(1+1.0/64)))
+		}
+	}
+	var m Histogram
+	m.Merge(&h)
+	m.Merge(&Histogram{})
+	if m.Summary() != got {
+		t.Errorf("merged %+v, want %+v", m.Summary(), got)
+	}
+}
+
+// TestIntervals aggregates a soak of 2.5 minutes into minutes: the
+// throughput and latency of the events written in each minute, the last
+// reading of memory in it, and the GC's share of the CPU since the
+// reading before it.
+func TestIntervals(t *testing.T) {
+	hist := func(n int, d time.Duration) *Histogram {
+		h := &Histogram{}
+		for range n {
+			h.Add(d)
+		}
+		return h
+	}
+	hists := []*Histogram{hist(600, time.Millisecond), hist(1200, 2*time.Millisecond), hist(300, 3*time.Millisecond),
+		hist(10, time.Second)} // written in the drain after the end: counts in the last interval
+	s := func(at time.Duration, rssMiB int64, cpu, gc time.Duration) ProcSample {
+		return ProcSample{At: at, RSS: rssMiB << 20, Heap: rssMiB << 19, CPU: cpu, GCCPU: gc}
+	}
+	procs := map[string][]ProcSample{
+		"router": {s(0, 30, 0, 0), s(30*time.Second, 32, 10*time.Second, time.Second), s(time.Minute, 34, 20*time.Second, 2*time.Second),
+			s(90*time.Second, 35, 30*time.Second, 6*time.Second), s(150*time.Second, 36, 40*time.Second, 11*time.Second)},
+		"blind": {{At: 10 * time.Second, RSS: 1 << 20, Heap: -1, CPU: time.Second, GCCPU: -1}},
+	}
+	dup := []Sample{{At: 30 * time.Second, Value: 1}, {At: 90 * time.Second, Value: 2}, {At: 100 * time.Second, Value: 3}}
+	ivs := Intervals(time.Minute, 150*time.Second, hists, procs, dup)
+	if len(ivs) != 3 {
+		t.Fatalf("%d intervals, want 3", len(ivs))
+	}
+	for i, want := range []struct {
+		end        time.Duration
+		throughput float64
+		p50, max   time.Duration
+		rss, heap  float64
+		gcShare    float64
+		dup        float64
+	}{
+		{time.Minute, 10, time.Millisecond, time.Millisecond, 32, 16, 0.1, 1},
+		// The reading at exactly 1m opens the second minute; the GC share is
+		// since the last reading of the first (30s: 1s of 10s).
+		{2 * time.Minute, 20, 2 * time.Millisecond, 2 * time.Millisecond, 35, 17.5, 0.25, 3},
+		// Half a minute: 310 events in 30s, the drain's slow ones included.
+		{150 * time.Second, 310.0 / 30, 3 * time.Millisecond, time.Second, 36, 18, 0.5, math.NaN()},
+	} {
+		iv := ivs[i]
+		r := iv.Procs["router"]
+		if iv.End != want.end || math.Abs(iv.Throughput-want.throughput) > 1e-9 || iv.Latency.Max != want.max ||
+			iv.Latency.P50 < want.p50 || float64(iv.Latency.P50) > float64(want.p50)*1.02 {
+			t.Errorf("interval %d: end %v, %v events/s, %+v; want end %v, %v events/s, p50 %v, max %v",
+				i, iv.End, iv.Throughput, iv.Latency, want.end, want.throughput, want.p50, want.max)
+		}
+		if r.RSS != want.rss || r.Heap != want.heap || math.Abs(r.GCShare-want.gcShare) > 1e-9 {
+			t.Errorf("interval %d: router %+v, want rss %v heap %v gc share %v", i, r, want.rss, want.heap, want.gcShare)
+		}
+		if !(iv.DupWindow == want.dup || math.IsNaN(iv.DupWindow) && math.IsNaN(want.dup)) {
+			t.Errorf("interval %d: dup window %v, want %v", i, iv.DupWindow, want.dup)
+		}
+	}
+	if b := ivs[0].Procs["blind"]; b.RSS != 1 || !math.IsNaN(b.Heap) || !math.IsNaN(b.GCShare) {
+		t.Errorf("a process without heap or GC figures: %+v", b)
+	}
+	if b := ivs[1].Procs["blind"]; !math.IsNaN(b.RSS) {
+		t.Errorf("a process with no reading in the interval: %+v", b)
+	}
+	if ivs := Intervals(time.Minute, 2*time.Minute+10*time.Millisecond, hists, nil, nil); len(ivs) != 2 || ivs[1].End != 2*time.Minute+10*time.Millisecond {
+		t.Errorf("10ms over two minutes: %d intervals, the last ending at %v; want 2, the last to the end", len(ivs), ivs[len(ivs)-1].End)
+	}
+	if ivs := Intervals(time.Minute, 30*time.Second, hists, nil, nil); len(ivs) != 1 || ivs[0].End != 30*time.Second {
+		t.Errorf("half a minute: %d intervals", len(ivs))
+	}
+	if got := GCShare(After(procs["router"], time.Minute)); math.Abs(got-0.45) > 1e-9 { // 9s of 20s
+		t.Errorf("gc share after the first minute %v, want 0.45", got)
+	}
+}
+
+func TestBucketedRecorder(t *testing.T) {
+	start := time.Now()
+	r := NewBucketedRecorder(start.Add(-time.Hour), time.Second)
+	r.SetStart(start)
+	evs := []*schema.Event{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	for _, ev := range evs {
+		r.Published(ev.ID, start)
+	}
+	r.Written(evs[:1], start.Add(100*time.Millisecond))
+	r.Written(evs[1:], start.Add(2500*time.Millisecond))
+	lat, unmatched, pending := r.Result()
+	if len(lat) != 0 || unmatched != 0 || pending != 0 || r.Measured() != 3 {
+		t.Errorf("latencies %v unmatched %d pending %d measured %d", lat, unmatched, pending, r.Measured())
+	}
+	hs := r.Histograms()
+	if len(hs) != 3 || hs[0].N() != 1 || hs[1].N() != 0 || hs[2].N() != 2 || hs[2].Summary().Max != 2500*time.Millisecond {
+		t.Errorf("histograms %+v", hs)
+	}
+}
+
+func TestParseGCTraceCPU(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+		ok   bool
+	}{
+		// sweep termination 0.04 + assist 0.3 + background 1.0 (+ idle 0.8 left out) + mark termination 0.08
+		{"gc 7 @1.234s 2%: 0.011+1.2+0.020 ms clock, 0.04+0.3/1.0/0.8+0.08 ms cpu, 4->4->2 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 4 P", 1420 * time.Microsecond, true},
+		{"gc 1 @0.003s 3%: 0.010+0.5+0.002 ms clock, 0.040+0.1/0.4/0+0.010 ms cpu, 3->3->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P (forced)", 550 * time.Microsecond, true},
+		{`{"level":"warn","msg":"router pull"}`, 0, false},
+		{"gc 7 @1.2s 2%: 0.011+1.2+0.020 ms clock, garbage ms cpu", 0, false},
+		{"scvg: 0 MB released", 0, false},
+	} {
+		got, ok := ParseGCTraceCPU(tc.line)
+		if ok != tc.ok || (ok && (got-tc.want).Abs() > time.Microsecond) {
+			t.Errorf("ParseGCTraceCPU(%q) = %v, %v; want %v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "router.log")
+	line := "gc 7 @1.234s 2%: 0.011+1.2+0.020 ms clock, 0.04+0.3/1.0/0.8+0.08 ms cpu, 4->4->2 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 4 P\n"
+	if err := os.WriteFile(path, []byte(line+`{"level":"warn"}`+"\n"+line+"gc 8 @2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := &GCTrace{Path: path}
+	if total, n, err := g.Read(); err != nil || n != 2 || (total-2840*time.Microsecond).Abs() > time.Microsecond {
+		t.Errorf("first read: %v over %d cycles, %v", total, n, err)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(".000s 1%: 0+0+0 ms clock, 0+1/0/0+0 ms cpu, 4->4->2 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 4 P\n")
+	f.Close()
+	if total, n, err := g.Read(); err != nil || n != 3 || (total-3840*time.Microsecond).Abs() > time.Microsecond {
+		t.Errorf("second read (the partial line completed): %v over %d cycles, %v", total, n, err)
+	}
+}
+
+func TestPlotSoak(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "soak.png")
+	h := &Histogram{}
+	h.Add(time.Millisecond)
+	h.Add(time.Second)
+	ivs := Intervals(time.Minute, 2*time.Minute, []*Histogram{h, h}, nil, nil)
+	procs := map[string][]ProcSample{"router": {{At: 0, RSS: 30 << 20}, {At: 2 * time.Minute, RSS: 31 << 20}}}
+	s := SoakPlot{Title: "soak", Warmup: time.Minute, Intervals: ivs, Procs: procs,
+		Dup: []Sample{{At: time.Minute, Value: 5}}, DupLabel: "dup"}
+	if err := PlotSoak(path, []SoakPlot{s, s}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) < 1000 || string(data[1:4]) != "PNG" {
+		t.Errorf("%d bytes, %v", len(data), err)
+	}
+}
