@@ -10,6 +10,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/rs/zerolog v1.35.1
 	github.com/vmihailenco/msgpack/v5 v5.4.1
+	mvdan.cc/sh/v3 v3.12.0
 )
 
 require (
@@ -83,7 +84,6 @@ require (
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	mvdan.cc/sh/moreinterp v0.0.0-20250915182820-b717ad599e17 // indirect
-	mvdan.cc/sh/v3 v3.12.0 // indirect
 )
 
 tool github.com/go-task/task/v3/cmd/task
