@@ -15,7 +15,10 @@
 #   go tool task first-hour -- --full      # also the slow commands (go test ./...,
 #                                          # benchmarks, fuzzing, deploy-check): +30 min
 #   options: --full, --keep (keep the temporary directory), --wait N (seconds a
-#            service runs before the next command, default 5)
+#            service runs before the next command, default 5), --max-bytes SIZE
+#            (set [streams] max-bytes of the clone's mailtel.toml after the Quick
+#            start: every stream reserves it from the embedded server's storage,
+#            75% of the free disk, so 6 streams of the shipped 10GiB need 80 GiB)
 #
 # How commands run:
 #   run      in the foreground, with a time limit (3 minutes); must exit 0.
@@ -47,10 +50,11 @@
 # 14222-14224) and refuses to start while any of them is taken.
 set -euo pipefail
 
-full=0 keep=0 wait_s=5
+full=0 keep=0 wait_s=5 max_bytes=""
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--full) full=1 ;;
+	--max-bytes) max_bytes=$2; shift ;;
 	--keep) keep=1 ;;
 	--wait) wait_s=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
@@ -109,7 +113,15 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-set -m # every background job in its own process group
+
+# spawn LOG TEXT: runs TEXT (eval'd, as the user's shell would) in the
+# background, in its own process group, output to LOG; sets pid.
+spawn() {
+	set -m
+	(set +euo pipefail; eval "$2") >"$1" 2>&1 </dev/null &
+	pid=$!
+	set +m
+}
 
 # show FILE: the first lines of a command's output, indented.
 show() {
@@ -140,10 +152,9 @@ errors_in() {
 # run_fg LINE TEXT LIMIT: runs TEXT in the background of a subshell and
 # waits for it at most LIMIT seconds. Sets rc (124: timed out) and log.
 run_fg() {
-	local line=$1 text=$2 limit=$3 pid i
+	local line=$1 text=$2 limit=$3 i
 	log="$work/logs/L$line.log"
-	(set +euo pipefail; eval "$text") >"$log" 2>&1 </dev/null &
-	pid=$!
+	spawn "$log" "$text"
 	for ((i = 0; i < limit * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
@@ -169,8 +180,8 @@ outcome() {
 # start_service LINE TEXT
 start_service() {
 	local line=$1 text=$2 log="$work/logs/L$1.log"
-	(set +euo pipefail; eval "$text") >"$log" 2>&1 </dev/null &
-	svc_pids+=("$!") svc_lines+=("$line") svc_texts+=("$text") svc_logs+=("$log") svc_t0+=("$SECONDS")
+	spawn "$log" "$text"
+	svc_pids+=("$pid") svc_lines+=("$line") svc_texts+=("$text") svc_logs+=("$log") svc_t0+=("$SECONDS")
 	printf 'START  README.md:%-4s %s\n' "$line" "$text"
 	sleep "$wait_s"
 }
@@ -235,8 +246,8 @@ setup_user_env() {
 	echo
 	echo "== stand-ins for the user's environment"
 	go build -o "$work/standin/" ./scripts/standin-webhook ./cmd/router
-	"$work/standin/standin-webhook" -listen "127.0.0.1:$standin_port" -log "$work/webhook-bodies.log" -reject 50 >"$work/logs/standin-webhook.log" 2>&1 &
-	standin_pid=$!
+	spawn "$work/logs/standin-webhook.log" "'$work/standin/standin-webhook' -listen 127.0.0.1:$standin_port -log '$work/webhook-bodies.log' -reject 50"
+	standin_pid=$pid
 	echo "stand-in: a webhook receiver on http://127.0.0.1:$standin_port (rejects the first 50 events with 400), bodies in webhook-bodies.log"
 	# Uncomment [webhook.siem] and point it at the receiver.
 	awk -v url="http://127.0.0.1:$standin_port/siem" '
@@ -257,11 +268,29 @@ setup_user_env() {
 		{"event":"imap_command_finished","hostname":"mx1","start_time":"2026-11-27T15:00:01.000100Z","end_time":"2026-11-27T15:00:01.000400Z","categories":["imap"],"fields":{"cmd_name":"SELECT","user":"alice"}}
 	EOF
 	echo "stand-in: events.jsonl (2 Stalwart events, 1 Dovecot event) and exported.jsonl (1 Dovecot event)"
-	"$work/standin/router" --config mailtel.toml >"$work/logs/backdrop-router.log" 2>&1 &
-	backdrop_pid=$!
+	if [[ -n $max_bytes ]]; then
+		sed -i "s/^max-bytes = .*/max-bytes = \"$max_bytes\"/" mailtel.toml new.toml
+		echo "deviation (--max-bytes): [streams] max-bytes = \"$max_bytes\" in mailtel.toml and new.toml"
+	fi
+	spawn "$work/logs/backdrop-router.log" "'$work/standin/router' --config mailtel.toml"
+	backdrop_pid=$pid
 	echo "stand-in: 'router --config mailtel.toml' running in the user's other terminal (hosts NATS on 127.0.0.1:4222)"
 	sleep 3
+	check_backdrop
 	echo
+}
+
+# check_backdrop: the commands after the Quick start need the stand-in
+# router (and its NATS server): without it, stop here rather than let
+# every command wait 30 s for NATS and fail.
+check_backdrop() {
+	if [[ -n $backdrop_pid ]] && ! kill -0 "$backdrop_pid" 2>/dev/null; then
+		report FAIL "-" "stand-in: router --config mailtel.toml (the user's other terminal)" "it stopped; every command after this needs it" "$work/logs/backdrop-router.log"
+		echo
+		echo "== stopped early: $pass passed, $fail failed; $((SECONDS - started))s"
+		for f in "${failures[@]}"; do echo "FAIL $f"; done
+		exit 1
+	fi
 }
 
 echo "== new user session: $work"
@@ -285,6 +314,7 @@ while IFS=$'\t' read -r block line kind sec text; do
 			setup_user_env
 			env_ready=1
 		fi
+		check_backdrop
 		section=$sec
 		echo "== $section"
 	fi
