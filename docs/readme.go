@@ -265,8 +265,8 @@ func calls(b Block, st *syntax.Stmt, vars map[string]string) ([]Call, []string) 
 		}
 		for _, w := range args {
 			if g := unquotedGlob(w); g != "" {
-				problems = append(problems, fmt.Sprintf("README.md:%d: %s: %q has an unquoted %q: quote it ('events.auth.>'), or the shell expands it as a file name pattern",
-					line(w.Pos()), prog, wordText(b, w), g))
+				problems = append(problems, fmt.Sprintf("README.md:%d: %s: %q has an unquoted %q: quote it ('%s'), or the shell expands it as a file name pattern",
+					line(w.Pos()), prog, wordText(b, w), g, wordText(b, w)))
 			}
 		}
 		for _, r := range s.Redirs {

@@ -3,6 +3,7 @@ package docs
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -123,6 +124,47 @@ func TestReadmeFlagsCatch(t *testing.T) {
 		})
 	}
 
+	// The real README with one flag misspelt and one subject unquoted.
+	real := string(readme(t))
+	for _, tc := range []struct{ from, to, want string }{
+		{"router --config mailtel.toml --workers 4", "router --config mailtel.toml --workerz 4", "flag provided but not defined: -workerz"},
+		{"sinks dlq show --config mailtel.toml 42", "sinks dlq show --config mailtel.toml --sequence 42", "flag provided but not defined: -sequence"},
+	} {
+		t.Run("README with "+tc.to, func(t *testing.T) {
+			if !strings.Contains(real, tc.from) {
+				t.Skipf("the README no longer has %q", tc.from)
+			}
+			cmds, err := Commands([]byte(strings.Replace(real, tc.from, tc.to, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errs []string
+			for _, c := range cmds {
+				if c.Text == tc.to {
+					if err := checkCall(bin, dir, c.Calls[0]); err != nil {
+						errs = append(errs, err.Error())
+					}
+				}
+			}
+			if len(errs) != 1 || !strings.Contains(errs[0], tc.want) {
+				t.Fatalf("want one error with %q, got %q", tc.want, errs)
+			}
+		})
+	}
+	t.Run("README with an unquoted subject", func(t *testing.T) {
+		cmds, err := Commands([]byte(strings.Replace(real, "sinks tail 'events.*.error' --since 10m", "sinks tail events.*.error --since 10m", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var problems []string
+		for _, c := range cmds {
+			problems = append(problems, c.Problems...)
+		}
+		if len(problems) != 1 || !strings.Contains(problems[0], `"events.*.error" has an unquoted "*"`) {
+			t.Fatalf("want one problem about events.*.error, got %q", problems)
+		}
+	})
+
 	shell := []struct {
 		name, block, want string
 	}{
@@ -189,6 +231,26 @@ func TestCommands(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+var firstHour = flag.Bool("first-hour", false, "also run scripts/new-user-session.sh, a new user's session with the README (about 5 minutes; it clones the committed HEAD)")
+
+var firstHourArgs = flag.String("first-hour.args", "", "options of new-user-session.sh, e.g. \"--max-bytes 2GiB\"")
+
+// TestNewUserSession runs scripts/new-user-session.sh with -first-hour
+// (go test ./docs -run TestNewUserSession -first-hour -v -timeout 20m).
+func TestNewUserSession(t *testing.T) {
+	if !*firstHour {
+		t.Skip("run with -first-hour (or go tool task first-hour)")
+	}
+	cmd := exec.Command("bash", append([]string{filepath.Join("..", "scripts", "new-user-session.sh")}, strings.Fields(*firstHourArgs)...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	t.Log(out.String())
+	if err != nil {
+		t.Fatalf("new-user-session.sh: %v", err)
 	}
 }
 
