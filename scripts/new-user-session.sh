@@ -16,9 +16,10 @@
 #                                          # benchmarks, fuzzing, deploy-check): +30 min
 #   options: --full, --keep (keep the temporary directory), --wait N (seconds a
 #            service runs before the next command, default 5), --max-bytes SIZE
-#            (set [streams] max-bytes of the clone's mailtel.toml after the Quick
+#            (set [streams] max-bytes of the clone's mailtel.toml before the Quick
 #            start: every stream reserves it from the embedded server's storage,
-#            75% of the free disk, so 6 streams of the shipped 10GiB need 80 GiB)
+#            75% of the free disk, so the shipped 10GiB needs 67 GiB free for the
+#            Quick start's 5 streams and 80 GiB for 6)
 #
 # How commands run:
 #   run      in the foreground, with a time limit (3 minutes); must exit 0.
@@ -270,10 +271,6 @@ setup_user_env() {
 		{"event":"imap_command_finished","hostname":"mx1","start_time":"2026-11-27T15:00:01.000100Z","end_time":"2026-11-27T15:00:01.000400Z","categories":["imap"],"fields":{"cmd_name":"SELECT","user":"alice"}}
 	EOF
 	echo "stand-in: events.jsonl (2 Stalwart events, 1 Dovecot event) and exported.jsonl (1 Dovecot event)"
-	if [[ -n $max_bytes ]]; then
-		sed -i "s/^max-bytes = .*/max-bytes = \"$max_bytes\"/" mailtel.toml new.toml
-		echo "deviation (--max-bytes): [streams] max-bytes = \"$max_bytes\" in mailtel.toml and new.toml"
-	fi
 	spawn "$work/logs/backdrop-router.log" "'$work/standin/router' --config mailtel.toml"
 	backdrop_pid=$pid
 	echo "stand-in: 'router --config mailtel.toml' running in the user's other terminal (hosts NATS on 127.0.0.1:4222)"
@@ -303,6 +300,11 @@ git clone -q "$src" "$work/mailtel"
 cd "$work/mailtel"
 mkdir -p "$work/logs"
 echo "cloned $(git rev-parse --short HEAD) into $PWD"
+if [[ -n $max_bytes ]]; then
+	sed -i "s/^max-bytes = .*/max-bytes = \"$max_bytes\"/" mailtel.toml
+	grep -qx "max-bytes = \"$max_bytes\"" mailtel.toml
+	echo "deviation (--max-bytes): [streams] max-bytes = \"$max_bytes\" in the clone's mailtel.toml"
+fi
 go run ./scripts/readmecmds README.md >"$work/commands.tsv"
 echo "$(wc -l <"$work/commands.tsv") commands in README.md's shell blocks"
 echo
