@@ -14,7 +14,8 @@
 #   go tool task first-hour                # or: bash scripts/new-user-session.sh
 #   go tool task first-hour -- --full      # also the slow commands (go test ./...,
 #                                          # benchmarks, fuzzing, deploy-check): +30 min
-#   options: --full, --keep (keep the temporary directory), --wait N (seconds a
+#   options: --full, --keep (keep the temporary directory; it is kept anyway
+#            when something failed), --wait N (seconds a
 #            service runs before the next command, default 5), --max-bytes SIZE
 #            (set [streams] max-bytes of the clone's mailtel.toml before the Quick
 #            start: every stream reserves it from the embedded server's storage,
@@ -109,8 +110,8 @@ cleanup() {
 		[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && stop_group "$pid"
 	done
 	[[ $yesterday_existed == 0 ]] && rm -rf /tmp/yesterday
-	if [[ $keep == 1 ]]; then
-		echo "kept $work"
+	if [[ $keep == 1 || $fail != 0 ]]; then
+		echo "kept $work (every command's output is in logs/)"
 	else
 		rm -rf "$work"
 	fi
@@ -284,7 +285,8 @@ setup_user_env() {
 # every command wait 30 s for NATS and fail.
 check_backdrop() {
 	if [[ -n $backdrop_pid ]] && ! kill -0 "$backdrop_pid" 2>/dev/null; then
-		report FAIL "-" "stand-in: router --config mailtel.toml (the user's other terminal)" "it stopped; every command after this needs it" "$work/logs/backdrop-router.log"
+		report FAIL "-" "stand-in: router --config mailtel.toml (the user's other terminal)" "it stopped; every command after this needs it; its last lines:"
+		tail -n 15 "$work/logs/backdrop-router.log" | cut -c1-200 | sed 's/^/         | /'
 		echo
 		echo "== stopped early: $pass passed, $fail failed; $((SECONDS - started))s"
 		for f in "${failures[@]}"; do echo "FAIL $f"; done
