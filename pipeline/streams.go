@@ -97,6 +97,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c *config.Config
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectsOverlap {
 			err = fmt.Errorf("%w (a stream of an earlier mailtel, %s, may hold every routed.> subject: once its sinks caught up, delete it and start again)", err, c.Streams.Routed)
 		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStorageExceeded && c.Streams.MaxBytes > 0 {
+			err = fmt.Errorf("%w: the server reserves [streams] max-bytes (%s) for each stream when it is created, and %d streams (%s, %s and one per sink) do not fit in its storage "+
+				"(an embedded server's is 75%% of the free space of [nats] store-dir): lower max-bytes, or free disk space",
+				err, c.Streams.MaxBytes, len(names)+2, c.Streams.Events, c.Streams.DLQ)
+		}
 		if err != nil {
 			return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
 		}
@@ -151,6 +156,10 @@ func fanOutSource(ctx context.Context, js jetstream.JetStream, c *config.Config,
 // errCodeSubjectsOverlap is the JetStream API error code of "subjects
 // overlap with an existing stream".
 const errCodeSubjectsOverlap = 10065
+
+// errCodeStorageExceeded is the JetStream API error code of "insufficient
+// storage resources available".
+const errCodeStorageExceeded = 10047
 
 // managementAttempt bounds one JetStream management request (stream or
 // consumer create-or-update) made by retryManagement.

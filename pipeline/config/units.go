@@ -105,3 +105,7 @@ func ParseSize(str string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// String writes s as a configuration file does: "10GiB", "8MiB", or a
+// number of bytes.
+func (s Size) String() string { return fmt.Sprint(formatSize(int64(s))) }
