@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // jsonBatchEvent returns a good Stalwart event with the id.
@@ -142,5 +143,16 @@ func TestParseStalwartBatchEventsIndependent(t *testing.T) {
 	kept[0].Fields[0].Key = "changed"
 	if kept[1].Fields[0].Key != "accountId" {
 		t.Errorf("events share fields")
+	}
+}
+
+func TestAppendMillis(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{12 * time.Millisecond, "12"}, {155 * time.Microsecond, "0.155"}, {1500 * time.Microsecond, "1.5"}, {time.Nanosecond, "0.000001"}, {0, "0"}} {
+		if got := string(AppendMillis(nil, tc.d)); got != tc.want {
+			t.Errorf("AppendMillis(%s) = %q, want %q", tc.d, got, tc.want)
+		}
 	}
 }

@@ -1005,6 +1005,12 @@ func jsonAppendFloat(b []byte, f float64) []byte {
 // jsonAppendDuration appends dur as a number of units: an integer when dur
 // is a whole number of units, else with the decimal fraction (digits is
 // the number of decimal digits of the unit in nanoseconds).
+// AppendMillis appends d in milliseconds, with the decimals a duration
+// below a millisecond needs: "12", "0.155" (Dovecot's microseconds).
+func AppendMillis(b []byte, d time.Duration) []byte {
+	return jsonAppendDuration(b, d, time.Millisecond, 6)
+}
+
 func jsonAppendDuration(b []byte, dur, unit time.Duration, digits int) []byte {
 	n := uint64(dur)
 	if dur < 0 {

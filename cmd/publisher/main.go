@@ -219,7 +219,7 @@ func runGen(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer p.Close()
 	began := time.Now()
 	counts, err := ingest.Generate(ctx, pub, synth.New(synth.Options{Seed: *seed}), *count, *rate, func(c ingest.Counts) {
-		fmt.Fprintf(stderr, "published %d (duplicate %d)\n", c.Published, c.Duplicate)
+		fmt.Fprintf(stderr, "published %d, duplicate %d, failed %d\n", c.Published, c.Duplicate, c.Failed)
 	})
 	pub.Close(context.Background())
 	fmt.Fprintf(stdout, "published %d, duplicate %d, failed %d in %s\n", counts.Published, counts.Duplicate, counts.Failed, time.Since(began).Round(time.Millisecond))

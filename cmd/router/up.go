@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,14 +105,21 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		})
 	}
-	go reportProgress(ctx, p, stdout)
+	var fanOut []string
+	for _, s := range cfg.SinkSpecs() {
+		if s.ServerFanOut {
+			fanOut = append(fanOut, s.Name)
+		}
+	}
+	sort.Strings(fanOut)
+	go reportProgress(ctx, p, fanOut, stdout)
 	wg.Wait()
 	close(errs)
 	return <-errs
 }
 
 // reportProgress prints what went through the pipeline every few seconds.
-func reportProgress(ctx context.Context, p *app.Process, out io.Writer) {
+func reportProgress(ctx context.Context, p *app.Process, fanOut []string, out io.Writer) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -123,7 +132,11 @@ func reportProgress(ctx context.Context, p *app.Process, out io.Writer) {
 		routed := counterSum(p, "mailtel_routed_total")
 		written := counterSum(p, "mailtel_written_total")
 		line := fmt.Sprintf("%s published %.0f, routed %.0f copies, written %.0f", time.Now().Format(time.TimeOnly), published, routed, written)
-		if written > routed {
+		switch {
+		case len(fanOut) > 0:
+			// The server's copies for these sinks are not the router's.
+			line += " (routed: by the router; the NATS server copies every event for " + strings.Join(fanOut, ", ") + ")"
+		case written > routed:
 			// Copies routed before this start (a backlog in ./data) are
 			// written now; the counters start at zero with the process.
 			line += fmt.Sprintf(" (%.0f of them routed before this start)", written-routed)

@@ -98,7 +98,7 @@ func formatProgress(pr Progress, dryRun bool) string {
 		b.WriteString(", ETA ?")
 	}
 	if dryRun {
-		fmt.Fprintf(&b, ", selected %d", pr.Written)
+		fmt.Fprintf(&b, ", selected %d copies", pr.Written) // an event for two sinks counts twice
 	} else {
 		fmt.Fprintf(&b, ", written %d, skipped %d, failed %d", pr.Written, pr.Skipped, pr.Failed)
 	}

@@ -125,7 +125,7 @@ func appendJSONValue(dst []byte, v *schema.Value, depth int) []byte {
 		dst = v.Time().AppendFormat(dst, "2006-01-02T15:04:05.999999999Z07:00")
 		return append(dst, '"')
 	case schema.KindDuration:
-		return strconv.AppendInt(dst, v.Duration().Milliseconds(), 10)
+		return schema.AppendMillis(dst, v.Duration())
 	case schema.KindIP:
 		if a := v.IP(); a.IsValid() {
 			dst = append(dst, '"')
