@@ -19,8 +19,8 @@
 #            service runs before the next command, default 5), --max-bytes SIZE
 #            (set [streams] max-bytes of the clone's mailtel.toml before the Quick
 #            start: every stream reserves it from the embedded server's storage,
-#            75% of the free disk, so the shipped 10GiB needs 67 GiB free for the
-#            Quick start's 5 streams and 80 GiB for 6)
+#            75% of the free disk, so the shipped 2GiB needs about 14 GB free for
+#            the Quick start's 5 streams and 17 GB for 6)
 #
 # How commands run:
 #   run      in the foreground, with a time limit (3 minutes); must exit 0.
