@@ -259,7 +259,6 @@ type Publisher struct {
 	User         string `toml:"user"`
 	Password     string `toml:"password"`
 	SignatureKey string `toml:"signature-key"`
-	Host         string `toml:"host"`
 	// Limits on one event; events beyond them are rejected and dead-lettered.
 	MaxFields int  `toml:"max-fields"`
 	MaxDepth  int  `toml:"max-depth"`
