@@ -397,13 +397,15 @@ func kindOf(st *syntax.Stmt, mailtel []Call) Kind {
 			switch task := taskName(w[3:]); task {
 			case "up", "cluster-up":
 				kind = Service
-			case "test", "bench", "bench-micro", "soak", "crash", "fuzz", "deploy-check", "lint":
+			case "test", "bench", "bench-micro", "bench-soak", "soak", "crash", "fuzz", "deploy-check", "lint", "first-hour":
 				if kind != Service {
 					kind = Slow
 				}
 			}
 		case len(w) >= 3 && w[0] == "go" && w[1] == "run" && strings.TrimSuffix(w[2], "/") == "./cmd/cluster":
 			kind = Service
+		case len(w) >= 3 && w[0] == "go" && w[1] == "run" && strings.TrimSuffix(w[2], "/") == "./cmd/bench" && kind != Service:
+			kind = Slow
 		case len(w) >= 2 && w[0] == "go" && w[1] == "test" && kind != Service:
 			if _, bench := Flag(w[2:], "bench"); bench || slices.Contains(w[2:], "./...") {
 				kind = Slow
