@@ -106,7 +106,7 @@ type Reloader struct {
 // Reload serves reload requests until ctx ends: each one loads the file
 // and, if it is valid, applies it; an invalid file leaves the running
 // configuration as it is and says why. What a process can only take at
-// start (see Unreloadable) keeps its running value, with a warning.
+// start (see KeepUnreloadable) keeps its running value, with a warning.
 // Every request is logged and counted in
 // mailtel_config_reloads_total{result="success"|"failure"}.
 func (p *Process) Reload(ctx context.Context, rs *Reloads, r Reloader) {
