@@ -54,21 +54,3 @@ func (e *ExportError) EventIDs() []string { return e.IDs }
 
 // RetryAfter returns After (it implements delivery.RetryAfter).
 func (e *ExportError) RetryAfter() time.Duration { return e.After }
-
-// RetryAfterError is a retryable failure of Write for which the collector
-// said when to try again: the longest After of the requests that failed.
-// It is never permanent; the runtime waits at least After (capped by
-// delivery.MaxRetryAfter) before the next attempt.
-type RetryAfterError struct {
-	After time.Duration
-	Err   error
-}
-
-func (e *RetryAfterError) Error() string {
-	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
-}
-
-func (e *RetryAfterError) Unwrap() error { return e.Err }
-
-// RetryAfter returns After (it implements delivery.RetryAfter).
-func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }

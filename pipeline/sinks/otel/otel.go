@@ -72,7 +72,7 @@
 // retryable, RESOURCE_EXHAUSTED only with a RetryInfo (whose delay is
 // honoured); every other code is permanent. Network errors and timeouts
 // are retryable. A retryable failure makes Write return an error that is
-// not permanent (a *RetryAfterError when the collector said when); a
+// not permanent (an *outbound.RetryAfterError when the collector said when); a
 // permanent one a delivery.Permanent error holding *ExportError values
 // that name the refused events (delivery.EventIDs), so only they are
 // dead-lettered.
@@ -99,14 +99,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline/config"
-	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -136,10 +135,10 @@ type Sink struct {
 	target   string // the endpoint as config.RedactURL shows it
 	now      func() time.Time
 	log      zerolog.Logger
-	slots    chan *slot
+	sender   *outbound.Sender
 	closed   atomic.Bool
 	rejected atomic.Int64
-	secrets  []string
+	secrets  *outbound.Secrets
 }
 
 // The method set of pipeline.Sink, which this package must not import.
@@ -147,10 +146,6 @@ var _ interface {
 	Write(context.Context, []*schema.Event) error
 	Close(context.Context) error
 } = (*Sink)(nil)
-
-// slot is one of the cfg.Concurrency request slots. Consecutive requests on
-// a slot start at least cfg.Throttle apart.
-type slot struct{ last time.Time }
 
 // New returns the sink named name for cfg (DefaultConfig with the
 // section decoded over it). It fails with cfg.Validate's errors, and
@@ -185,7 +180,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		headers[k] = v
 	}
 	s.target = config.RedactURL(endpoint)
-	s.secrets = secrets(u, cfg.Headers, headers)
+	s.secrets = secrets(endpoint, u, cfg.Headers, headers)
 	switch cfg.Transport {
 	case TransportGRPC:
 		s.exp, err = newGRPC(u, headers, s.target, s.secrets)
@@ -195,10 +190,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	default:
 		s.exp = newHTTP(endpoint, u, headers, opts.Client, cfg.Concurrency, s.now, s.target, s.secrets)
 	}
-	s.slots = make(chan *slot, cfg.Concurrency)
-	for range cfg.Concurrency {
-		s.slots <- &slot{}
-	}
+	s.sender = outbound.NewSender("otel "+name, cfg.BatchSize, cfg.Concurrency, cfg.Throttle.D(), s.post, classify)
 	return s, nil
 }
 
@@ -222,138 +214,27 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 	if s.closed.Load() {
 		return fmt.Errorf("otel %s: write after close", s.name)
 	}
-	chunks := split(unique(batch), s.cfg.BatchSize)
-	errs := s.deliver(ctx, chunks)
-
-	var retry, perm []error
-	var after time.Duration
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		if permanent(err) {
-			perm = append(perm, err)
-			continue
-		}
-		retry = append(retry, err)
-		var ee *ExportError
-		if errors.As(err, &ee) {
-			after = max(after, ee.After)
-		}
-	}
-	if len(retry) > 0 {
-		err := fmt.Errorf("otel %s: %d of %d requests failed: %w", s.name, len(retry)+len(perm), len(chunks), errors.Join(retry...))
-		if after > 0 {
-			return &RetryAfterError{After: after, Err: err}
-		}
-		return err
-	}
-	if len(perm) == 0 {
-		return nil
-	}
-	return delivery.Permanent(fmt.Errorf("otel %s: %w", s.name, errors.Join(perm...)))
+	return s.sender.Write(ctx, batch)
 }
 
-// permanent reports whether err, an error of one request, is one a retry
-// cannot fix.
-func permanent(err error) bool {
+// classify sorts the errors of post for outbound.Sender.
+func classify(err error) (permanent bool, retryAfter time.Duration) {
 	var ee *ExportError
-	return errors.As(err, &ee) && !ee.Retryable
-}
-
-// unique returns the events of batch that are not nil and not preceded by
-// an event of the same id.
-func unique(batch []*schema.Event) []*schema.Event {
-	seen := make(map[string]struct{}, len(batch))
-	out := make([]*schema.Event, 0, len(batch))
-	for _, ev := range batch {
-		if ev == nil {
-			continue
-		}
-		if ev.ID != "" {
-			if _, dup := seen[ev.ID]; dup {
-				continue
-			}
-			seen[ev.ID] = struct{}{}
-		}
-		out = append(out, ev)
+	if errors.As(err, &ee) {
+		return !ee.Retryable, ee.After
 	}
-	return out
+	return false, 0
 }
 
-// split cuts events into chunks of at most n.
-func split(events []*schema.Event, n int) [][]*schema.Event {
-	var chunks [][]*schema.Event
-	for len(events) > 0 {
-		k := min(n, len(events))
-		chunks = append(chunks, events[:k:k])
-		events = events[k:]
-	}
-	return chunks
-}
-
-// deliver exports the chunks, up to cfg.Concurrency at a time, and returns
-// the error of each (nil when delivered). After a retryable failure it
-// starts no further chunk: the collector is struggling, and the retry of
-// the batch will send them.
-func (s *Sink) deliver(ctx context.Context, chunks [][]*schema.Event) []error {
-	errs := make([]error, len(chunks))
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for i, chunk := range chunks {
-		var sl *slot
-		select {
-		case sl = <-s.slots:
-		case <-ctx.Done():
-		}
-		if sl == nil || failed.Load() {
-			if sl != nil {
-				s.slots <- sl
-			}
-			for j := i; j < len(chunks); j++ {
-				errs[j] = fmt.Errorf("%d events not sent: %w", len(chunks[j]), notStarted(ctx))
-			}
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { s.slots <- sl }()
-			err := s.post(ctx, sl, chunk)
-			errs[i] = err
-			if err == nil {
-				delivery.Delivered(ctx, chunk)
-			} else if !permanent(err) {
-				failed.Store(true)
-			}
-		}()
-	}
-	wg.Wait()
-	return errs
-}
-
-func notStarted(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errors.New("an earlier request of the batch failed")
-}
-
-// post exports one chunk on slot sl and classifies the answer.
-func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error {
+// post exports one chunk and classifies the answer.
+func (s *Sink) post(ctx context.Context, chunk []*schema.Event) error {
 	req := Encode(chunk, s.now())
 	var body []byte
 	if s.cfg.Transport != TransportGRPC {
 		body, _ = req.MarshalProto() // it sizes a buffer and fills it: it cannot fail
 	}
-	if err := sl.wait(ctx, s.cfg.Throttle.D()); err != nil {
-		return fmt.Errorf("%d events not sent: throttled: %w", len(chunk), err)
-	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout.D())
 	defer cancel()
-	sl.last = time.Now()
 	resp, err := s.exp.export(rctx, body, req)
 	if err != nil {
 		var ee *ExportError
@@ -384,23 +265,4 @@ func ids(chunk []*schema.Event) []string {
 		out[i] = ev.ID
 	}
 	return out
-}
-
-// wait blocks until the slot may start its next request.
-func (sl *slot) wait(ctx context.Context, throttle time.Duration) error {
-	if throttle <= 0 || sl.last.IsZero() {
-		return nil
-	}
-	d := time.Until(sl.last.Add(throttle))
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -11,10 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -56,13 +56,13 @@ type httpExporter struct {
 	client  *http.Client
 	ownsTr  *http.Transport // the transport newHTTP built, closed by close
 	now     func() time.Time
-	secrets []string
+	secrets *outbound.Secrets
 	// bare is set when the URL has no path: a 404 then says that the
 	// path is not added.
 	bare bool
 }
 
-func newHTTP(endpoint string, u *url.URL, headers map[string]string, client *http.Client, concurrency int, now func() time.Time, target string, secrets []string) *httpExporter {
+func newHTTP(endpoint string, u *url.URL, headers map[string]string, client *http.Client, concurrency int, now func() time.Time, target string, secrets *outbound.Secrets) *httpExporter {
 	e := &httpExporter{url: endpoint, target: target, client: client, now: now, secrets: secrets,
 		header: http.Header{}, bare: u.Path == "" || u.Path == "/"}
 	e.header.Set("User-Agent", userAgent)
@@ -135,7 +135,7 @@ func (e *httpExporter) export(ctx context.Context, body []byte, _ plogotlp.Expor
 	switch hr.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		ee.Retryable = true
-		ee.After, _ = parseRetryAfter(hr.Header.Get("Retry-After"), e.now())
+		ee.After, _ = outbound.ParseRetryAfter(hr.Header.Get("Retry-After"), e.now())
 	case http.StatusNotFound:
 		if e.bare {
 			ee.Message = strings.TrimSpace(ee.Message + " (the endpoint is used as is: give its path, usually /v1/logs)")
@@ -159,11 +159,11 @@ func (e *httpExporter) message(contentType string, answer []byte) string {
 
 // snippet returns at most MaxSnippet bytes of what a collector said, valid
 // UTF-8, with every secret replaced by config.Redacted.
-func snippet(secrets []string, s string) string {
+func snippet(secrets *outbound.Secrets, s string) string {
 	if len(s) > MaxSnippet {
 		s = s[:MaxSnippet]
 	}
-	return scrub(secrets, validUTF8(s), MaxSnippet)
+	return secrets.Scrub(validUTF8(s), MaxSnippet)
 }
 
 // isProto reports whether an answer of this content type may be
@@ -183,32 +183,16 @@ func isJSON(contentType string) bool {
 	return mt == "application/json"
 }
 
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date
-// (a date in the past means now).
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
-
 // grpcExporter is OTLP/gRPC (the LogsService's Export call).
 type grpcExporter struct {
 	conn    *grpc.ClientConn
 	client  plogotlp.GRPCClient
 	md      metadata.MD
 	target  string // endpoint as config.RedactURL shows it
-	secrets []string
+	secrets *outbound.Secrets
 }
 
-func newGRPC(u *url.URL, headers map[string]string, target string, secrets []string) (*grpcExporter, error) {
+func newGRPC(u *url.URL, headers map[string]string, target string, secrets *outbound.Secrets) (*grpcExporter, error) {
 	host := u.Host
 	if u.Port() == "" {
 		port := "80"

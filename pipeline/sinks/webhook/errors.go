@@ -48,26 +48,6 @@ func (e *StatusError) Retryable() bool {
 // EventIDs returns IDs (see FailedIDs).
 func (e *StatusError) EventIDs() []string { return e.IDs }
 
-// RetryAfterError is a retryable failure of Write for which the receiver
-// said when to try again (Retry-After on a 408, 429 or 5xx answer; the
-// longest one when several requests failed). It is never permanent.
-//
-// The runtime does not retry before After has passed (see
-// delivery.Policy.Wait, which caps it at delivery.MaxRetryAfter).
-type RetryAfterError struct {
-	After time.Duration
-	Err   error
-}
-
-func (e *RetryAfterError) Error() string {
-	return fmt.Sprintf("%v (retry after %s)", e.Err, e.After)
-}
-
-func (e *RetryAfterError) Unwrap() error { return e.Err }
-
-// RetryAfter returns After (it implements delivery.RetryAfter).
-func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
-
 // FailedIDs returns the ids of the events a permanent error of Write is
 // about; the other events of the batch were delivered, and only these must
 // be dead-lettered. It returns nil when err names no events, in which case

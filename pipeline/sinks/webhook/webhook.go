@@ -10,9 +10,9 @@
 // Each Write splits its batch into chunks of at most batch-size events and
 // POSTs up to concurrency chunks in parallel. A chunk answered 2xx is
 // delivered. A network error, a timeout, 408, 429 and 5xx are retryable:
-// Write returns an error that is not permanent (a *RetryAfterError when the
+// Write returns an error that is not permanent (an *outbound.RetryAfterError when the
 // receiver sent Retry-After). Any other answer (3xx, since redirects are not
-// followed; 4xx) is permanent: Write returns a pipeline.Permanent error
+// followed; 4xx) is permanent: Write returns a delivery.Permanent error
 // holding a *StatusError with the status and the first 512 bytes of the
 // answer. Errors name the receiver by its URL with the password and query
 // values masked (config.RedactURL), and mask every configured secret the
@@ -43,16 +43,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
-	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -100,20 +96,12 @@ type Sink struct {
 	client *http.Client
 	ownsTr *http.Transport // the transport New built, closed by Close
 	now    func() time.Time
-	slots  chan *slot
+	sender *outbound.Sender
 	closed atomic.Bool
-	// secrets are the configured values that must not reach an error, a
-	// log or a dead letter, longest first: scrub removes them from what
-	// the receiver answers, since receivers like to repeat what they were
-	// sent ("invalid api key ...").
-	secrets []string
+	// secrets are removed from what the receiver answers before it reaches
+	// an error.
+	secrets *outbound.Secrets
 }
-
-var _ pipeline.Sink = (*Sink)(nil)
-
-// slot is one of the cfg.Concurrency request slots. Consecutive POSTs on a
-// slot start at least cfg.Throttle apart.
-type slot struct{ last time.Time }
 
 // New returns the sink named name for the webhook configuration cfg. Zero
 // batch-size, concurrency and timeout take the defaults config.Load gives
@@ -190,10 +178,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 		s.client = &http.Client{Transport: s.ownsTr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	s.slots = make(chan *slot, c.Concurrency)
-	for range c.Concurrency {
-		s.slots <- &slot{}
-	}
+	s.sender = outbound.NewSender("webhook "+name, c.BatchSize, c.Concurrency, c.Throttle.D(), s.post, classify)
 	return s, nil
 }
 
@@ -214,87 +199,22 @@ func newTransport(c config.Webhook) *http.Transport {
 	return tr
 }
 
-// minSecret is the length below which a configured value is not looked
-// for in answers: a shorter one would mangle them, and hides nothing.
-const minSecret = 4
-
 // secretsOf returns what of c must not appear in an error: the URL's
 // password (or a user name alone, which may be a token) and query values,
 // the header values, the auth secret, the signature key, and the
-// Authorization values built from them; each also as a URL encodes it.
-// Longest first, so that a secret containing another is removed whole.
-func secretsOf(c config.Webhook, u *url.URL) []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(v string) {
-		for _, x := range []string{v, url.QueryEscape(v), url.PathEscape(v)} {
-			if len(x) >= minSecret && !seen[x] {
-				seen[x] = true
-				out = append(out, x)
-			}
-		}
-	}
-	basic := func(user, pass string) { add(base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))) }
-	if u.User != nil {
-		if p, ok := u.User.Password(); ok {
-			add(p)
-			basic(u.User.Username(), p) // the client sends it as basic auth
-		} else {
-			add(u.User.Username())
-		}
-		// The user info as written, escapes and all.
-		_, rest, _ := strings.Cut(c.URL, "://")
-		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
-			rest = rest[:end]
-		}
-		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			user, pass, ok := strings.Cut(rest[:at], ":")
-			if !ok {
-				pass = user
-			}
-			add(pass)
-		}
-	}
-	for _, kv := range strings.Split(u.RawQuery, "&") {
-		if _, v, ok := strings.Cut(kv, "="); ok {
-			add(v)
-			if dv, err := url.QueryUnescape(v); err == nil {
-				add(dv)
-			}
-		} else {
-			add(kv)
-		}
-	}
+// Authorization values built from them.
+func secretsOf(c config.Webhook, u *url.URL) *outbound.Secrets {
+	var s outbound.Secrets
+	s.AddURL(c.URL, u)
 	for _, v := range c.Headers {
-		add(v)
+		s.AddHeader(v)
 	}
-	add(c.Auth.Secret)
+	s.Add(c.Auth.Secret)
 	if c.Auth.Username != "" {
-		basic(c.Auth.Username, c.Auth.Secret)
+		s.AddBasic(c.Auth.Username, c.Auth.Secret)
 	}
-	add(c.SignatureKey)
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// scrub returns text with every configured secret replaced by
-// config.Redacted. When text was cut at limit bytes, a secret cut at its
-// end is removed too.
-func (s *Sink) scrub(text string, limit int) string {
-	for _, v := range s.secrets {
-		text = strings.ReplaceAll(text, v, config.Redacted)
-	}
-	if len(text) < limit {
-		return text
-	}
-	for _, v := range s.secrets {
-		for n := len(v) - 1; n >= minSecret; n-- {
-			if strings.HasSuffix(text, v[:n]) {
-				return text[:len(text)-n] + config.Redacted
-			}
-		}
-	}
-	return text
+	s.Add(c.SignatureKey)
+	return &s
 }
 
 // validHeaderName reports whether k is an HTTP token.
@@ -329,126 +249,22 @@ func (s *Sink) Write(ctx context.Context, batch []*schema.Event) error {
 	if s.closed.Load() {
 		return fmt.Errorf("webhook %s: write after close", s.name)
 	}
-	chunks := split(unique(batch), s.cfg.BatchSize)
-	errs := s.deliver(ctx, chunks)
-
-	var retry, perm []error
-	var after time.Duration
-	for _, err := range errs {
-		if err == nil {
-			continue
-		}
-		var se *StatusError
-		if errors.As(err, &se) && !se.Retryable() {
-			perm = append(perm, err)
-			continue
-		}
-		retry = append(retry, err)
-		if se != nil {
-			after = max(after, se.RetryAfter)
-		}
-	}
-	if len(retry) > 0 {
-		err := fmt.Errorf("webhook %s: %d of %d requests failed: %w", s.name, len(retry)+len(perm), len(chunks), errors.Join(retry...))
-		if after > 0 {
-			return &RetryAfterError{After: after, Err: err}
-		}
-		return err
-	}
-	if len(perm) == 0 {
-		return nil
-	}
-	return delivery.Permanent(fmt.Errorf("webhook %s: %w", s.name, errors.Join(perm...)))
+	return s.sender.Write(ctx, batch)
 }
 
-// unique returns the events of batch that are not nil and not preceded by
-// an event of the same id.
-func unique(batch []*schema.Event) []*schema.Event {
-	seen := make(map[string]struct{}, len(batch))
-	out := make([]*schema.Event, 0, len(batch))
-	for _, ev := range batch {
-		if ev == nil {
-			continue
-		}
-		if ev.ID != "" {
-			if _, dup := seen[ev.ID]; dup {
-				continue
-			}
-			seen[ev.ID] = struct{}{}
-		}
-		out = append(out, ev)
+// classify sorts the errors of post for outbound.Sender: an answer that
+// is not retryable is permanent; a retryable one may say when to retry.
+func classify(err error) (permanent bool, retryAfter time.Duration) {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return !se.Retryable(), se.RetryAfter
 	}
-	return out
+	return false, 0
 }
 
-// split cuts events into chunks of at most n.
-func split(events []*schema.Event, n int) [][]*schema.Event {
-	var chunks [][]*schema.Event
-	for len(events) > 0 {
-		k := min(n, len(events))
-		chunks = append(chunks, events[:k:k])
-		events = events[k:]
-	}
-	return chunks
-}
-
-// deliver POSTs the chunks, up to cfg.Concurrency at a time, and returns
-// the error of each (nil when delivered). After a retryable failure it
-// starts no further chunk: the receiver is struggling, and the retry of the
-// batch will send them.
-func (s *Sink) deliver(ctx context.Context, chunks [][]*schema.Event) []error {
-	errs := make([]error, len(chunks))
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Bool
-	)
-	for i, chunk := range chunks {
-		var sl *slot
-		select {
-		case sl = <-s.slots:
-		case <-ctx.Done():
-			sl = nil
-		}
-		if sl == nil || failed.Load() {
-			if sl != nil {
-				s.slots <- sl
-			}
-			for j := i; j < len(chunks); j++ {
-				errs[j] = fmt.Errorf("%d events not sent: %w", len(chunks[j]), errNotStarted(ctx))
-			}
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { s.slots <- sl }()
-			err := s.post(ctx, sl, chunk)
-			errs[i] = err
-			var se *StatusError
-			if err == nil {
-				delivery.Delivered(ctx, chunk)
-			} else if !errors.As(err, &se) || se.Retryable() {
-				failed.Store(true)
-			}
-		}()
-	}
-	wg.Wait()
-	return errs
-}
-
-func errNotStarted(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return errors.New("an earlier request of the batch failed")
-}
-
-// post sends one chunk on slot sl and classifies the answer.
-func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error {
+// post sends one chunk and classifies the answer.
+func (s *Sink) post(ctx context.Context, chunk []*schema.Event) error {
 	body := AppendBody(make([]byte, 0, 256*len(chunk)), chunk)
-	if err := sl.wait(ctx, s.cfg.Throttle.D()); err != nil {
-		return fmt.Errorf("%d events not sent: throttled: %w", len(chunk), err)
-	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout.D())
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
@@ -462,7 +278,6 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 	if s.key != nil {
 		req.Header.Set("X-Signature", Sign(s.key, body))
 	}
-	sl.last = time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// The client's error repeats the URL, whose query may hold a key.
@@ -479,9 +294,9 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, MaxSnippet))
 	io.CopyN(io.Discard, resp.Body, drainLimit)
-	se := &StatusError{StatusCode: resp.StatusCode, Body: s.scrub(string(snippet), MaxSnippet), URL: s.target}
+	se := &StatusError{StatusCode: resp.StatusCode, Body: s.secrets.Scrub(string(snippet), MaxSnippet), URL: s.target}
 	if se.Retryable() {
-		if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
+		if d, ok := outbound.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()); ok {
 			se.RetryAfter = d
 		}
 	} else {
@@ -491,25 +306,6 @@ func (s *Sink) post(ctx context.Context, sl *slot, chunk []*schema.Event) error 
 		}
 	}
 	return fmt.Errorf("post %d events: %w", len(chunk), se)
-}
-
-// wait blocks until the slot may start its next POST.
-func (sl *slot) wait(ctx context.Context, throttle time.Duration) error {
-	if throttle <= 0 || sl.last.IsZero() {
-		return nil
-	}
-	d := time.Until(sl.last.Add(throttle))
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // AppendBody appends the body of a POST carrying events,
@@ -531,20 +327,4 @@ func Sign(key, body []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write(body)
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
-}
-
-// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date
-// (a date in the past means now).
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/delivery"
+
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -292,7 +295,7 @@ func TestRetryAfterServerError(t *testing.T) {
 	if !errors.As(err, &se) || se.StatusCode != 500 || !strings.Contains(err.Error(), "db down") {
 		t.Errorf("error %v does not carry the 500 and its body", err)
 	}
-	var ra *webhook.RetryAfterError
+	var ra *outbound.RetryAfterError
 	if errors.As(err, &ra) {
 		t.Errorf("RetryAfterError %v without a Retry-After header", ra)
 	}
@@ -329,7 +332,7 @@ func TestTooManyRequests(t *testing.T) {
 			if err == nil || delivery.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a retryable error", err)
 			}
-			var ra *webhook.RetryAfterError
+			var ra *outbound.RetryAfterError
 			got := time.Duration(0)
 			if errors.As(err, &ra) {
 				got = ra.After
@@ -717,3 +720,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// The webhook is a pipeline.Sink; the guard lives here so that the package
+// itself does not import the engine.
+var _ pipeline.Sink = (*webhook.Sink)(nil)
