@@ -9,11 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
 
 // TestReadmeShell checks the README's shell blocks as text: every block is
@@ -415,42 +415,13 @@ func fixtures(t *testing.T) string {
 	return dir
 }
 
-var binaries struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
-// buildBinaries builds router, sinks and publisher once for the package's
-// tests.
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	binaries.once.Do(func() {
-		binaries.dir, binaries.err = os.MkdirTemp("", "mailtel-readme-bin-*")
-		if binaries.err != nil {
-			return
-		}
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(goTool, "build", "-o", binaries.dir+string(filepath.Separator), "./cmd/router", "./cmd/sinks", "./cmd/publisher")
-		cmd.Dir = ".." // the module root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binaries.err = fmt.Errorf("go build the commands: %w\n%s", err, out)
-		}
-	})
-	if binaries.err != nil {
-		t.Fatal(binaries.err)
-	}
-	return binaries.dir
-}
+// buildBinaries returns the directory of the router, sinks and publisher
+// executables (see pipelinetest.Binaries).
+func buildBinaries(t *testing.T) string { return pipelinetest.Binaries(t) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
-	}
+	pipelinetest.RemoveBinaries()
 	os.Exit(code)
 }
 

@@ -1,13 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 )
-
-// logBuffer collects a process log; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // parse is config.Parse of doc with the store under t.TempDir(), or fails
 // the test.
@@ -150,7 +130,7 @@ func TestLogsHideTheNATSPassword(t *testing.T) {
 	hostport := strings.TrimPrefix(srv.URL(), "nats://")
 
 	c := parse(t, "[logging]\nlevel = \"debug\"\n[nats]\nurl = \"nats://mailtel:s3cret-pw@"+hostport+"\"\n")
-	var log logBuffer
+	var log pipelinetest.SyncBuffer
 	p := start(t, c, app.Options{Name: "sinks", LogOutput: &log})
 	id, err := p.Conn.GetClientID()
 	if err != nil {
@@ -189,7 +169,7 @@ func TestLogsHideTheNATSPassword(t *testing.T) {
 // error says it again.
 func TestNoServerSaysWhatToDo(t *testing.T) {
 	c := parse(t, "[nats]\nlisten = \"127.0.0.1:1\"\n") // nothing listens on port 1
-	var log logBuffer
+	var log pipelinetest.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second) // the hint is due after 2s
 	defer cancel()
 	start := time.Now()
@@ -240,7 +220,7 @@ func TestSecondRouterJoinsTheEmbeddedServer(t *testing.T) {
 	if first.Embedded == nil {
 		t.Fatal("the first router started no embedded server")
 	}
-	var log logBuffer
+	var log pipelinetest.SyncBuffer
 	second := run(c2, app.Options{Name: "router", Embedded: true, HTTP: c2.Router.HTTP, LogOutput: &log})
 	if second.Embedded != nil {
 		t.Error("the second router started an embedded server too")
