@@ -28,7 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -97,8 +96,6 @@ type Sink struct {
 	reg        *prometheus.Registry
 	registered []prometheus.Collector // what Close unregisters
 }
-
-var _ pipeline.Sink = (*Sink)(nil)
 
 // New registers the sink's metrics in reg and returns the sink. It fails
 // when reg already holds metrics of the same names.

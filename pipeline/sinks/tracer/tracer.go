@@ -107,7 +107,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -191,11 +190,6 @@ type Sink struct {
 	buf        []byte
 	skipped    atomic.Uint64
 }
-
-var (
-	_ pipeline.Sink           = (*Sink)(nil)
-	_ pipeline.WrittenChecker = (*Sink)(nil)
-)
 
 // formatter renders one event, ending with a newline, onto dst.
 type formatter interface {
