@@ -64,10 +64,13 @@
 // most the requests in flight. An event whose id appears earlier in the
 // same batch is not sent twice.
 //
-// Retries follow the OTLP specification. Over HTTP, 429, 502, 503 and 504
-// are retryable (Retry-After, seconds or a date, is honoured); every other
-// status is permanent, 500 included, as OTLP says ("All other 4xx or 5xx
-// response status codes MUST NOT be retried"). Over gRPC, CANCELLED,
+// Retries follow the webhook's rule over HTTP (outbound.RetryableStatus):
+// 408, 425, 429 and every 5xx are retryable (Retry-After, seconds or a
+// date, is honoured), every other status is permanent. OTLP would have 500,
+// 501 and 505 permanent ("All other 4xx or 5xx response status codes MUST
+// NOT be retried"); mailtel retries them, because a collector answering 500
+// while it restarts must not send a fleet's events to the DLQ, and a retry
+// costs only a delay bounded by discard-after. Over gRPC, CANCELLED,
 // DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are
 // retryable, RESOURCE_EXHAUSTED only with a RetryInfo (whose delay is
 // honoured); every other code is permanent. Network errors and timeouts

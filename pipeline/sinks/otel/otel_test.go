@@ -326,16 +326,16 @@ func eventIDs(evs []*schema.Event) []string {
 	return out
 }
 
-// TestStatuses: OTLP/HTTP's retryable statuses are retried, every other
-// is permanent and names the events of the refused request.
+// TestStatuses: 408, 425, 429 and 5xx are retried (the webhook's rule,
+// not OTLP's: see the package documentation), every other status is
+// permanent and names the events of the refused request.
 func TestStatuses(t *testing.T) {
 	for _, tc := range []struct {
 		status    int
 		retryable bool
 	}{
-		{400, false}, {401, false}, {403, false}, {404, false}, {408, false}, {413, false},
-		{500, false}, {501, false}, {505, false},
-		{429, true}, {502, true}, {503, true}, {504, true},
+		{400, false}, {401, false}, {403, false}, {404, false}, {413, false},
+		{408, true}, {425, true}, {429, true}, {500, true}, {501, true}, {502, true}, {503, true}, {504, true}, {505, true},
 	} {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			rc := newReceiver(t, func(int) answer {

@@ -132,11 +132,11 @@ func (e *httpExporter) export(ctx context.Context, body []byte, _ plogotlp.Expor
 		return resp, nil
 	}
 	ee := &ExportError{Endpoint: e.target, StatusCode: hr.StatusCode, Message: e.message(hr.Header.Get("Content-Type"), answer)}
-	switch hr.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	switch {
+	case outbound.RetryableStatus(hr.StatusCode):
 		ee.Retryable = true
 		ee.After, _ = outbound.ParseRetryAfter(hr.Header.Get("Retry-After"), e.now())
-	case http.StatusNotFound:
+	case hr.StatusCode == http.StatusNotFound:
 		if e.bare {
 			ee.Message = strings.TrimSpace(ee.Message + " (the endpoint is used as is: give its path, usually /v1/logs)")
 		}

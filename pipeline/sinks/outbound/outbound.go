@@ -235,3 +235,16 @@ func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	}
 	return 0, false
 }
+
+// RetryableStatus reports whether an HTTP answer with this status is worth
+// retrying: 408, 425, 429 and every 5xx. A receiver that fails with a 5xx
+// is most often restarting or overloaded, and a retry costs only a delay
+// (bounded by discard-after), while a permanent verdict dead-letters the
+// events; every other status is permanent.
+func RetryableStatus(code int) bool {
+	switch code {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return code >= 500
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 )
 
 // StatusError is an answer of the receiver other than 2xx.
@@ -37,13 +38,7 @@ func (e *StatusError) Error() string {
 }
 
 // Retryable reports whether a retry may succeed: 408, 425, 429 and 5xx.
-func (e *StatusError) Retryable() bool {
-	switch e.StatusCode {
-	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
-		return true
-	}
-	return e.StatusCode >= 500
-}
+func (e *StatusError) Retryable() bool { return outbound.RetryableStatus(e.StatusCode) }
 
 // EventIDs returns IDs (see FailedIDs).
 func (e *StatusError) EventIDs() []string { return e.IDs }
