@@ -75,18 +75,7 @@ func newHTTP(endpoint string, u *url.URL, headers map[string]string, client *htt
 	}
 	e.header.Set("Content-Type", "application/x-protobuf")
 	if e.client == nil {
-		tr, ok := http.DefaultTransport.(*http.Transport)
-		if ok {
-			tr = tr.Clone()
-		} else {
-			tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
-		}
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		tr.MaxIdleConnsPerHost = concurrency
-		e.ownsTr = tr
-		e.client = &http.Client{Transport: tr,
-			// A redirect would turn the POST into a GET.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		e.client, e.ownsTr = outbound.NewClient(false, concurrency)
 	}
 	return e
 }

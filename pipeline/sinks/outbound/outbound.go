@@ -9,6 +9,7 @@ package outbound
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -247,4 +248,23 @@ func RetryableStatus(code int) bool {
 		return true
 	}
 	return code >= 500
+}
+
+// NewClient returns the HTTP client of a sink that POSTs events, and its
+// transport (for CloseIdleConnections): proxies from the environment, TLS
+// 1.2 or later, certificates verified unless allowInvalidCerts (Stalwart's
+// allow-invalid-certs, the operator's explicit choice for a receiver with a
+// self-signed certificate), up to concurrency idle connections kept, and
+// redirects not followed, since a 301 or 302 would turn the POST into a GET.
+func NewClient(allowInvalidCerts bool, concurrency int) (*http.Client, *http.Transport) {
+	tr, ok := http.DefaultTransport.(*http.Transport)
+	if ok {
+		tr = tr.Clone()
+	} else {
+		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: allowInvalidCerts} //nolint:gosec
+	tr.MaxIdleConnsPerHost = concurrency
+	return &http.Client{Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, tr
 }

@@ -36,7 +36,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -174,29 +173,10 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 		s.now = time.Now
 	}
 	if s.client == nil {
-		s.ownsTr = newTransport(c)
-		s.client = &http.Client{Transport: s.ownsTr,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		s.client, s.ownsTr = outbound.NewClient(c.AllowInvalidCerts, c.Concurrency)
 	}
 	s.sender = outbound.NewSender("webhook "+name, c.BatchSize, c.Concurrency, c.Throttle.D(), s.post, classify)
 	return s, nil
-}
-
-func newTransport(c config.Webhook) *http.Transport {
-	tr, ok := http.DefaultTransport.(*http.Transport)
-	if ok {
-		tr = tr.Clone()
-	} else {
-		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
-	tr.TLSClientConfig = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// allow-invalid-certs is the operator's explicit choice (Stalwart's
-		// setting of the same name), for receivers with self-signed certs.
-		InsecureSkipVerify: c.AllowInvalidCerts, //nolint:gosec
-	}
-	tr.MaxIdleConnsPerHost = c.Concurrency
-	return tr
 }
 
 // secretsOf returns what of c must not appear in an error: the URL's
