@@ -273,8 +273,14 @@ func (g *Gatherer) stream(ctx context.Context, si *jetstream.StreamInfo, now tim
 // now - window (mailtel sets Nats-Msg-Id on every message it stores, and
 // the server forgets an id once it is older than the window).
 //
-// Method: when the whole stream is younger than the window, every message
-// counts; when its last message is older, none does. Otherwise one
+// Method: when its last message is older than the window, none counts.
+// When every stored message is within the window, they all count, and so
+// do the messages the stream's limits deleted before them (max-bytes,
+// max-msgs) since the window began: the server keeps a message's id for
+// the whole window whether the message is still stored or not. Their
+// number is estimated at the rate of the stored ones, and at most all the
+// sequences before the first stored one (a young stream has none).
+// Otherwise one
 // request to the stream message get API ($JS.API.STREAM.MSG.GET.<stream>)
 // with start_time = now - window and next_by_subj ">": the server finds
 // the first sequence at or after that time by a binary search of its
@@ -294,7 +300,12 @@ func (g *Gatherer) idsInWindow(ctx context.Context, si *jetstream.StreamInfo, no
 	case state.LastTime.Before(from):
 		return 0, nil
 	case !state.FirstTime.Before(from):
-		return state.Msgs, nil
+		ids := state.LastSeq - state.FirstSeq + 1
+		if span := state.LastTime.Sub(state.FirstTime); state.FirstSeq > 1 && span > 0 {
+			rate := float64(ids) / span.Seconds()
+			ids += min(uint64(rate*state.FirstTime.Sub(from).Seconds()), state.FirstSeq-1)
+		}
+		return ids, nil
 	}
 	req, _ := json.Marshal(struct {
 		StartTime time.Time `json:"start_time"`

@@ -254,6 +254,42 @@ func TestIDsInWindow(t *testing.T) {
 	}
 }
 
+// Messages the stream's limits deleted inside the window still have their
+// ids in the server's window: a stream that keeps 5 of 20 messages
+// published within it holds 20 ids.
+func TestIDsInWindowCountsMessagesLimitsDeleted(t *testing.T) {
+	env := pipelinetest.Start(t)
+	ctx := context.Background()
+	s, err := env.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "LIM", Subjects: []string{"lim.>"}, Duplicates: time.Minute, MaxMsgs: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := env.JS.Publish(ctx, "lim.a", []byte("x"), jetstream.WithMsgID(fmt.Sprint("id-", i))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // a stored span to take the rate from
+	}
+	// The server still knows the ids of the deleted messages.
+	if _, err := env.JS.Publish(ctx, "lim.a", []byte("x"), jetstream.WithMsgID("id-0")); err != nil {
+		t.Fatal(err)
+	}
+	si, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si.State.Msgs != 5 || si.State.LastSeq != 20 {
+		t.Fatalf("stream holds %d messages up to sequence %d, want 5 up to 20 (id-0 again is a duplicate)", si.State.Msgs, si.State.LastSeq)
+	}
+	n, err := NewGatherer(env.JS, Options{}).idsInWindow(ctx, si, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Errorf("ids in the window = %d, want 20: 5 stored and the 15 the limits deleted", n)
+	}
+}
+
 func bySink(st *Status) map[string]Sink {
 	m := map[string]Sink{}
 	for _, k := range st.Sinks {
