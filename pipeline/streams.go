@@ -91,13 +91,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c *config.Config
 				}
 			}
 			_, err := js.CreateOrUpdateStream(ctx, sc)
+			// The server cannot create the store of a stream whose
+			// directory it is still removing (one deleted a moment ago):
+			// that passes within a second.
+			for attempt := 1; attempt <= 5 && isAPIError(err, errCodeStoreCreate); attempt++ {
+				select {
+				case <-ctx.Done():
+					return err
+				case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+				}
+				_, err = js.CreateOrUpdateStream(ctx, sc)
+			}
 			return err
 		})
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectsOverlap {
+		if isAPIError(err, errCodeSubjectsOverlap) {
 			err = fmt.Errorf("%w (a stream of an earlier mailtel, %s, may hold every routed.> subject: once its sinks caught up, delete it and start again)", err, c.Streams.Routed)
 		}
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStorageExceeded && c.Streams.MaxBytes > 0 {
+		if isAPIError(err, errCodeStorageExceeded) && c.Streams.MaxBytes > 0 {
 			err = fmt.Errorf("%w: the server reserves [streams] max-bytes (%s) for each stream when it is created, and %d streams (%s, %s and one per sink) do not fit in its storage "+
 				"(an embedded server's is 75%% of the free space of [nats] store-dir): lower max-bytes, or free disk space",
 				err, c.Streams.MaxBytes, len(names)+2, c.Streams.Events, c.Streams.DLQ)
@@ -156,6 +166,16 @@ func fanOutSource(ctx context.Context, js jetstream.JetStream, c *config.Config,
 // errCodeSubjectsOverlap is the JetStream API error code of "subjects
 // overlap with an existing stream".
 const errCodeSubjectsOverlap = 10065
+
+// errCodeStoreCreate is the JetStream API error code of "error creating
+// store for stream".
+const errCodeStoreCreate = 10049
+
+// isAPIError reports whether err is a JetStream API error with this code.
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
 
 // errCodeStorageExceeded is the JetStream API error code of "insufficient
 // storage resources available".
