@@ -90,18 +90,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c *config.Config
 					return err
 				}
 			}
-			_, err := js.CreateOrUpdateStream(ctx, sc)
-			// The server cannot create the store of a stream whose
-			// directory it is still removing (one deleted a moment ago):
-			// that passes within a second.
-			for attempt := 1; attempt <= 5 && isAPIError(err, errCodeStoreCreate); attempt++ {
-				select {
-				case <-ctx.Done():
-					return err
-				case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-				}
-				_, err = js.CreateOrUpdateStream(ctx, sc)
-			}
+			_, err := CreateOrUpdateStream(ctx, js, sc)
 			return err
 		})
 		if isAPIError(err, errCodeSubjectsOverlap) {
@@ -161,6 +150,23 @@ func fanOutSource(ctx context.Context, js jetstream.JetStream, c *config.Config,
 		},
 	})
 	return nil
+}
+
+// CreateOrUpdateStream creates the stream sc or updates it to sc. The server
+// cannot create the store of a stream whose directory it is still removing
+// (one deleted a moment ago) and answers error 10049: that passes within a
+// second, so it is tried again for up to 1.5 s while ctx lasts.
+func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	for attempt := 1; attempt <= 5 && isAPIError(err, errCodeStoreCreate); attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+		s, err = js.CreateOrUpdateStream(ctx, sc)
+	}
+	return s, err
 }
 
 // errCodeSubjectsOverlap is the JetStream API error code of "subjects

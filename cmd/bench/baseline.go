@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/benchkit"
 )
 
@@ -68,7 +69,7 @@ func (b *bench) baseline(ctx context.Context) error {
 		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if _, err := b.js.CreateStream(cctx, sc); err != nil {
+		if _, err := pipeline.CreateOrUpdateStream(cctx, b.js, sc); err != nil {
 			return fmt.Errorf("create stream %s: %w", baselineStream, err)
 		}
 		return nil

@@ -322,7 +322,7 @@ func (b *bench) drainRaw(ctx context.Context, cfg *config.Config, n int64) (floa
 	if err := b.deleteStreams(ctx, hopStream); err != nil {
 		return 0, err
 	}
-	if _, err := b.js.CreateStream(cctx, sc); err != nil {
+	if _, err := pipeline.CreateOrUpdateStream(cctx, b.js, sc); err != nil {
 		return 0, fmt.Errorf("create stream %s: %w", hopStream, err)
 	}
 	defer b.deleteStreams(context.Background(), hopStream)
