@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // Embedded is a nats-server with JetStream running inside the process.
@@ -113,7 +114,7 @@ func (e *Embedded) Close() {
 // ServerURL is the URL processes connect to: cfg.URL, or the embedded
 // server's address on cfg.Listen when cfg.URL is empty (tls:// when the
 // server has a certificate; an unspecified host, 0.0.0.0 or ::, is dialed
-// on loopback). It may carry a password: print it with config.RedactURL.
+// on loopback). It may carry a password: print it with value.RedactURL.
 func ServerURL(cfg config.NATS) string {
 	if cfg.URL != "" {
 		return cfg.URL
@@ -169,7 +170,7 @@ func Connect(ctx context.Context, cfg config.NATS, name string, maxPending int) 
 		opts = append(opts, nats.Secure(tc))
 	}
 	url := ServerURL(cfg)
-	shown := config.RedactURL(url) // url may hold a password
+	shown := value.RedactURL(url) // url may hold a password
 	if err := checkServerURLs(url); err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", shown, err)
 	}
@@ -217,7 +218,7 @@ func NoServerHint(cfg config.NATS) string {
 // checkServerURLs parses each URL of a server list as nats.Connect will,
 // so that a bad one is reported without the URL: url.Parse's error quotes
 // it whole, password included, and its reasons may quote a piece of the
-// password (config.ParseURL says what is wrong without them).
+// password (value.ParseURL says what is wrong without them).
 func checkServerURLs(list string) error {
 	for i, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
@@ -227,7 +228,7 @@ func checkServerURLs(list string) error {
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s
 		}
-		if _, err := config.ParseURL(s); err != nil {
+		if _, err := value.ParseURL(s); err != nil {
 			return fmt.Errorf("server %d of the list is %w", i+1, err)
 		}
 	}

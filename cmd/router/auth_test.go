@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 func TestValidateRefusesAnOpenNATSListen(t *testing.T) {
@@ -42,7 +43,7 @@ func TestUpDefaultsNeedNoCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.NATS.Embedded() || !config.IsLoopbackHost(strings.Split(c.NATS.Listen, ":")[0]) {
+	if !c.NATS.Embedded() || !value.IsLoopbackHost(strings.Split(c.NATS.Listen, ":")[0]) {
 		t.Errorf("demo [nats]: url %q listen %q, want the embedded server on loopback", c.NATS.URL, c.NATS.Listen)
 	}
 	if err := c.NATS.ValidateEmbedded(); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/obs"
 )
 
@@ -127,7 +128,7 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	cctx, cancel := context.WithTimeout(ctx, connectWait)
 	defer cancel()
 	waiting := time.AfterFunc(2*time.Second, func() {
-		p.Log.Warn().Str("url", config.RedactURL(pipeline.ServerURL(c.NATS))).Str("gives_up_in", (connectWait - 2*time.Second).String()).
+		p.Log.Warn().Str("url", value.RedactURL(pipeline.ServerURL(c.NATS))).Str("gives_up_in", (connectWait - 2*time.Second).String()).
 			Msg("waiting for NATS: " + pipeline.NoServerHint(c.NATS))
 	})
 	p.Conn, p.JS, err = pipeline.Connect(cctx, c.NATS, "mailtel-"+o.Name, o.MaxPending)
@@ -144,14 +145,14 @@ func Start(ctx context.Context, c *config.Config, o Options) (*Process, error) {
 	})
 	p.Conn.SetReconnectHandler(func(nc *nats.Conn) {
 		p.Health.Set("nats", nil)
-		p.Log.Info().Str("url", config.RedactURL(nc.ConnectedUrl())).Msg("reconnected to NATS")
+		p.Log.Info().Str("url", value.RedactURL(nc.ConnectedUrl())).Msg("reconnected to NATS")
 	})
 	if err := pipeline.EnsureStreams(cctx, p.JS, c); err != nil {
 		p.Close()
 		return nil, err
 	}
 	p.Health.Set("nats", nil)
-	p.Log.Debug().Str("url", config.RedactURL(p.Conn.ConnectedUrl())).Msg("connected")
+	p.Log.Debug().Str("url", value.RedactURL(p.Conn.ConnectedUrl())).Msg("connected")
 	return p, nil
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -115,12 +116,6 @@ type Webhook struct {
 	MaxBackoff   Duration `toml:"max-backoff"`
 }
 
-// BasicAuth is Stalwart's `auth.username` / `auth.secret` pair; a secret
-// without a username is sent as a bearer token.
-type BasicAuth struct {
-	Username string `toml:"username"`
-	Secret   string `toml:"secret"`
-}
 
 // Metrics is the `[metrics]` section.
 type Metrics struct {
@@ -214,7 +209,7 @@ func (n NATS) checkEmbedded(add func(string, string, ...any)) {
 		return
 	}
 	auth := n.Token != "" || (n.User != "" && n.Password != "") || (n.TLS.Verify && n.TLS.CA != "" && n.TLS.Cert != "")
-	if !auth && !IsLoopbackHost(host) {
+	if !auth && !value.IsLoopbackHost(host) {
 		add("nats.listen", "%s is reachable from other hosts, and the embedded server would let anyone read and delete every stream: set nats.token or nats.user/password (or nats.tls with verify), or listen on 127.0.0.1", n.Listen)
 	}
 }
@@ -628,7 +623,7 @@ func (c *Config) Validate() error {
 			add(p+".url", "required")
 		} else if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
 			add(p+".url", "want an http:// or https:// URL")
-		} else if u, err := ParseURL(w.URL); err != nil {
+		} else if u, err := value.ParseURL(w.URL); err != nil {
 			add(p+".url", "%v", err) // never the URL: it may hold a password or a key
 		} else if u.Host == "" {
 			add(p+".url", "want an http:// or https:// URL with a host")
@@ -730,7 +725,7 @@ func (p Publisher) check(add func(string, string, ...any)) {
 		add("publisher.listen", "want host:port, not %q", p.Listen)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		add("publisher.listen", "bad port in %q", p.Listen)
-	} else if !p.HasAuth() && !IsLoopbackHost(host) {
+	} else if !p.HasAuth() && !value.IsLoopbackHost(host) {
 		add("publisher.listen", "%s is reachable from other hosts, and ingest would store whatever anyone sends: set publisher.token, publisher.user/password or publisher.signature-key, or listen on 127.0.0.1", p.Listen)
 	}
 	if p.WriteTimeout <= p.ReadTimeout {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 func TestLoadStalwartPaste(t *testing.T) {
@@ -184,13 +185,13 @@ func TestPatterns(t *testing.T) {
 
 func TestUnits(t *testing.T) {
 	for in, want := range map[string]time.Duration{"250ms": 250 * time.Millisecond, "7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1h30m": 90 * time.Minute} {
-		if got, err := ParseDuration(in); err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v", in, got, err)
+		if got, err := value.ParseDuration(in); err != nil || got != want {
+			t.Errorf("value.ParseDuration(%q) = %v, %v", in, got, err)
 		}
 	}
 	for in, want := range map[string]int64{"1024": 1024, "64k": 64 << 10, "512MB": 512 << 20, "10GiB": 10 << 30} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %v, %v", in, got, err)
+		if got, err := value.ParseSize(in); err != nil || got != want {
+			t.Errorf("value.ParseSize(%q) = %v, %v", in, got, err)
 		}
 	}
 }

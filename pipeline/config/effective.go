@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // RedactedSecret is what EffectiveTOML and EffectiveJSON print for a
@@ -35,7 +37,7 @@ const RedactedSecret = "<redacted>"
 // prints the reference the file gave, which is what the file already says
 // and loads the same secret again, or, for a value written in the file,
 // RedactedSecret. URLs (nats.url, webhook.<id>.url, any value with "://")
-// print as RedactURL shows them: the password of their user info, a NATS
+// print as value.RedactURL shows them: the password of their user info, a NATS
 // token user and every query value replaced by "xxxxx". The output is
 // therefore a valid configuration that loads and prints the same again,
 // but where it holds "<redacted>" or "xxxxx" that placeholder is the
@@ -127,9 +129,9 @@ func (b *effectiveBuilder) value(v reflect.Value, path []string) any {
 	p := strings.Join(path, ".")
 	switch v.Type() {
 	case durationType:
-		return FormatDuration(time.Duration(v.Int()))
+		return value.FormatDuration(time.Duration(v.Int()))
 	case sizeType:
-		return formatSize(v.Int())
+		return value.FormatSize(v.Int())
 	}
 	if p == "tracing.level" {
 		levels := &table{}
@@ -188,7 +190,7 @@ func (b *effectiveBuilder) value(v reflect.Value, path []string) any {
 			return RedactedSecret
 		}
 		if path[len(path)-1] == "url" || strings.Contains(s, "://") {
-			return RedactURL(s)
+			return value.RedactURL(s)
 		}
 		return s
 	case reflect.Bool:
@@ -223,38 +225,6 @@ func (b *effectiveBuilder) fields(v reflect.Value, path []string, t *table) {
 			*t = append(*t, entry{name, x})
 		}
 	}
-}
-
-// FormatDuration writes d as a configuration file does, so that
-// ParseDuration reads it back: "500ms", "30s", "1m30s", "2m", "24h",
-// "36h", and whole days from two days up as "7d".
-func FormatDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d >= 2*day && d%day == 0 {
-		return strconv.FormatInt(int64(d/day), 10) + "d"
-	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-// formatSize writes n in the largest binary unit that divides it ("10GiB",
-// "8MiB", "64KiB"), else as a number of bytes.
-func formatSize(n int64) any {
-	for _, u := range []struct {
-		name string
-		size int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n >= u.size && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.name
-		}
-	}
-	return n
 }
 
 // writeTOML writes t, the table at path: its plain keys under its header,

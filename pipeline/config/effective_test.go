@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 func TestFormatDuration(t *testing.T) {
@@ -24,12 +25,12 @@ func TestFormatDuration(t *testing.T) {
 		{24 * time.Hour, "24h"}, {36 * time.Hour, "36h"}, {48 * time.Hour, "2d"}, {7 * 24 * time.Hour, "7d"},
 		{7*24*time.Hour + time.Hour, "169h"}, {time.Hour + 500*time.Millisecond, "1h0m0.5s"},
 	} {
-		got := FormatDuration(tc.d)
+		got := value.FormatDuration(tc.d)
 		if got != tc.want {
-			t.Errorf("FormatDuration(%v) = %q, want %q", tc.d, got, tc.want)
+			t.Errorf("value.FormatDuration(%v) = %q, want %q", tc.d, got, tc.want)
 		}
-		if back, err := ParseDuration(got); err != nil || back != tc.d {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", got, back, err, tc.d)
+		if back, err := value.ParseDuration(got); err != nil || back != tc.d {
+			t.Errorf("value.ParseDuration(%q) = %v, %v; want %v", got, back, err, tc.d)
 		}
 	}
 }
@@ -42,12 +43,12 @@ func TestFormatSize(t *testing.T) {
 		{0, int64(0)}, {1000, int64(1000)}, {1024, "1KiB"}, {1536, int64(1536)}, {64 << 10, "64KiB"},
 		{8 << 20, "8MiB"}, {10 << 30, "10GiB"}, {3 << 40, "3TiB"}, {1<<30 + 1<<20, "1025MiB"},
 	} {
-		got := formatSize(tc.n)
+		got := value.FormatSize(tc.n)
 		if got != tc.want {
-			t.Errorf("formatSize(%d) = %v, want %v", tc.n, got, tc.want)
+			t.Errorf("value.FormatSize(%d) = %v, want %v", tc.n, got, tc.want)
 		}
-		if back, err := ParseSize(fmt.Sprint(got)); err != nil || back != tc.n {
-			t.Errorf("ParseSize(%v) = %d, %v", got, back, err)
+		if back, err := value.ParseSize(fmt.Sprint(got)); err != nil || back != tc.n {
+			t.Errorf("value.ParseSize(%v) = %d, %v", got, back, err)
 		}
 	}
 }

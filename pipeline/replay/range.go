@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // Range is a part of a stream's history. A zero Range is the whole stream
@@ -52,10 +52,10 @@ func (r Range) Validate() error {
 }
 
 // ParseTime reads a point in time as the command-line flags give it: a
-// duration before now ("90s", "2h", "7d", see config.ParseDuration) or an
+// duration before now ("90s", "2h", "7d", see value.ParseDuration) or an
 // RFC 3339 time ("2026-11-21T06:00:00Z", fractional seconds allowed).
 func ParseTime(s string, now time.Time) (time.Time, error) {
-	if d, err := config.ParseDuration(s); err == nil {
+	if d, err := value.ParseDuration(s); err == nil {
 		return now.Add(-d), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // Options say what a Gatherer reads.
@@ -98,7 +99,7 @@ func (g *Gatherer) Gather(ctx context.Context) (*Status, error) {
 	}
 	g.last = now
 	if nc := g.js.Conn(); nc != nil {
-		st.Server = config.RedactURL(nc.ConnectedUrl())
+		st.Server = value.RedactURL(nc.ConnectedUrl())
 	}
 
 	// The endpoints are asked while JetStream is read.

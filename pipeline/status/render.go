@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // Render writes s as tables readable at a glance: the sinks (state, how far
@@ -209,7 +209,7 @@ func window(d time.Duration) string {
 	if d <= 0 {
 		return "none"
 	}
-	return config.FormatDuration(d)
+	return value.FormatDuration(d)
 }
 
 func dash(s string) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // Type is the tracer type of this sink in `[tracer.<id>] type`, and Alias
@@ -195,7 +196,7 @@ func (c *Config) Validate() error {
 // checkEndpoint checks an http(s) URL with a host. With userinfo false
 // (gRPC), a user or password in it is an error: gRPC has no place for it.
 func checkEndpoint(s string, userinfo bool, add func(string, string, ...any)) {
-	u, err := config.ParseURL(s) // its error never quotes the URL
+	u, err := value.ParseURL(s) // its error never quotes the URL
 	switch {
 	case err != nil:
 		add("endpoint", "%v", err)

@@ -13,7 +13,7 @@ import (
 // status other than 2xx, a gRPC status other than OK, or a partial success
 // that rejected every record of the request (StatusCode 0, Code OK).
 type ExportError struct {
-	// Endpoint is the collector's URL as config.RedactURL shows it.
+	// Endpoint is the collector's URL as value.RedactURL shows it.
 	Endpoint string
 	// StatusCode is the HTTP status (transport http), else 0.
 	StatusCode int
@@ -21,7 +21,7 @@ type ExportError struct {
 	Code codes.Code
 	// Message is what the collector said (the message of its
 	// google.rpc.Status, or the start of its answer), at most MaxSnippet
-	// bytes, with every configured secret replaced by config.Redacted.
+	// bytes, with every configured secret replaced by value.Redacted.
 	Message string
 	// Retryable is set for the statuses OTLP says to retry.
 	Retryable bool

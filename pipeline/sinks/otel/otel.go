@@ -89,7 +89,7 @@
 // refuses every record, the request fails permanently and its events are
 // dead-lettered.
 //
-// Errors name the collector by its URL as config.RedactURL shows it
+// Errors name the collector by its URL as value.RedactURL shows it
 // (password and query values masked) and mask every configured secret
 // (header values, the URL's password and query values) that the
 // collector's answer repeats.
@@ -107,7 +107,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -135,7 +135,7 @@ type Sink struct {
 	name     string
 	cfg      Config
 	exp      exporter
-	target   string // the endpoint as config.RedactURL shows it
+	target   string // the endpoint as value.RedactURL shows it
 	now      func() time.Time
 	log      zerolog.Logger
 	sender   *outbound.Sender
@@ -168,7 +168,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 	if cfg.Transport == TransportGRPC && endpoint == "" {
 		endpoint = DefaultGRPCEndpoint
 	}
-	u, err := config.ParseURL(endpoint) // Validate checked it
+	u, err := value.ParseURL(endpoint) // Validate checked it
 	if err != nil {
 		return nil, fmt.Errorf("otel %s: endpoint: %w", name, err)
 	}
@@ -182,7 +182,7 @@ func New(name string, cfg Config, opts Options) (*Sink, error) {
 		}
 		headers[k] = v
 	}
-	s.target = config.RedactURL(endpoint)
+	s.target = value.RedactURL(endpoint)
 	s.secrets = secrets(endpoint, u, cfg.Headers, headers)
 	switch cfg.Transport {
 	case TransportGRPC:

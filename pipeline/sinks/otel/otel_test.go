@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/sinks/otel"
 	"github.com/mailtel/mailtel/pipeline/synth"
@@ -596,8 +597,8 @@ func TestSecretsNeverInErrors(t *testing.T) {
 				t.Fatalf("%s: error repeats a secret: %v", what, err)
 			}
 		}
-		if !strings.Contains(err.Error(), config.RedactURL(endpoint)) {
-			t.Fatalf("%s: error %q does not name the endpoint as config.RedactURL shows it (%s)", what, err, config.RedactURL(endpoint))
+		if !strings.Contains(err.Error(), value.RedactURL(endpoint)) {
+			t.Fatalf("%s: error %q does not name the endpoint as value.RedactURL shows it (%s)", what, err, value.RedactURL(endpoint))
 		}
 	}
 	// The collector repeats everything it got.
@@ -611,7 +612,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	check("plain 401", err)
 	err = s.Write(context.Background(), testEvents("s2", 1))
 	check("401 repeating the secrets", err)
-	if !strings.Contains(err.Error(), "bad credentials: "+config.Redacted) {
+	if !strings.Contains(err.Error(), "bad credentials: "+value.Redacted) {
 		t.Fatalf("error %q does not keep the answer, masked", err)
 	}
 

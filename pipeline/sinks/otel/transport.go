@@ -50,7 +50,7 @@ type exporter interface {
 // httpExporter is OTLP/HTTP with protobuf bodies.
 type httpExporter struct {
 	url     string
-	target  string // url as config.RedactURL shows it
+	target  string // url as value.RedactURL shows it
 	host    string // a configured Host header
 	header  http.Header
 	client  *http.Client
@@ -147,7 +147,7 @@ func (e *httpExporter) message(contentType string, answer []byte) string {
 }
 
 // snippet returns at most MaxSnippet bytes of what a collector said, valid
-// UTF-8, with every secret replaced by config.Redacted.
+// UTF-8, with every secret replaced by value.Redacted.
 func snippet(secrets *outbound.Secrets, s string) string {
 	if len(s) > MaxSnippet {
 		s = s[:MaxSnippet]
@@ -177,7 +177,7 @@ type grpcExporter struct {
 	conn    *grpc.ClientConn
 	client  plogotlp.GRPCClient
 	md      metadata.MD
-	target  string // endpoint as config.RedactURL shows it
+	target  string // endpoint as value.RedactURL shows it
 	secrets *outbound.Secrets
 }
 

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 )
 
 // MinSecret is the length below which a configured value is not looked
@@ -102,11 +102,11 @@ func (s *Secrets) AddHeader(v string) {
 	}
 }
 
-// Scrub returns text with every secret replaced by config.Redacted. When
+// Scrub returns text with every secret replaced by value.Redacted. When
 // text was cut at limit bytes, a secret cut at its end goes too.
 func (s *Secrets) Scrub(text string, limit int) string {
 	for _, v := range s.list {
-		text = strings.ReplaceAll(text, v, config.Redacted)
+		text = strings.ReplaceAll(text, v, value.Redacted)
 	}
 	if len(text) < limit {
 		return text
@@ -114,7 +114,7 @@ func (s *Secrets) Scrub(text string, limit int) string {
 	for _, v := range s.list {
 		for n := len(v) - 1; n >= MinSecret; n-- {
 			if strings.HasSuffix(text, v[:n]) {
-				return text[:len(text)-n] + config.Redacted
+				return text[:len(text)-n] + value.Redacted
 			}
 		}
 	}

@@ -16,10 +16,10 @@ type StatusError struct {
 	// Body is the start of the answer, at most MaxSnippet bytes, with
 	// every configured secret (URL password and query values, header
 	// values, auth secret, signature key) a receiver may repeat replaced
-	// by config.Redacted.
+	// by value.Redacted.
 	Body string
-	// URL is the receiver's URL as config.RedactURL shows it: password
-	// and query values replaced by config.Redacted.
+	// URL is the receiver's URL as value.RedactURL shows it: password
+	// and query values replaced by value.Redacted.
 	URL string
 	// RetryAfter is the receiver's Retry-After of a retryable answer, 0
 	// when it sent none.

@@ -15,7 +15,7 @@
 // followed; 4xx) is permanent: Write returns a delivery.Permanent error
 // holding a *StatusError with the status and the first 512 bytes of the
 // answer. Errors name the receiver by its URL with the password and query
-// values masked (config.RedactURL), and mask every configured secret the
+// values masked (value.RedactURL), and mask every configured secret the
 // receiver's answer repeats.
 //
 // # Acknowledged request by request
@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -86,7 +87,7 @@ type Options struct {
 // concurrency slots). Close is idempotent.
 type Sink struct {
 	name   string
-	target string // the URL for messages, as config.RedactURL shows it
+	target string // the URL for messages, as value.RedactURL shows it
 	url    string
 	host   string // a configured Host header, sent as the request's Host
 	header http.Header
@@ -122,7 +123,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 		c.Timeout = config.Duration(DefaultTimeout)
 	}
 	var errs []error
-	u, err := config.ParseURL(c.URL) // its error never quotes the URL
+	u, err := value.ParseURL(c.URL) // its error never quotes the URL
 	if err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -158,7 +159,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("webhook %s: %w", name, errors.Join(errs...))
 	}
-	s.target = config.RedactURL(c.URL)
+	s.target = value.RedactURL(c.URL)
 	s.secrets = secretsOf(c, u)
 	switch a := c.Auth; {
 	case a.Username != "":

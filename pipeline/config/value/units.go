@@ -1,4 +1,4 @@
-package config
+package value
 
 import (
 	"fmt"
@@ -108,4 +108,43 @@ func ParseSize(str string) (int64, error) {
 
 // String writes s as a configuration file does: "10GiB", "8MiB", or a
 // number of bytes.
-func (s Size) String() string { return fmt.Sprint(formatSize(int64(s))) }
+func (s Size) String() string { return fmt.Sprint(FormatSize(int64(s))) }
+
+// FormatDuration writes d as a configuration file does, so that
+// ParseDuration reads it back: "500ms", "30s", "1m30s", "2m", "24h",
+// "36h", and whole days from two days up as "7d".
+func FormatDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= 2*day && d%day == 0 {
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// formatSize writes n in the largest binary unit that divides it ("10GiB",
+// "8MiB", "64KiB"), else as a number of bytes.
+func FormatSize(n int64) any {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return n
+}
+
+// BasicAuth is Stalwart's `auth.username` / `auth.secret` pair; a secret
+// without a username is sent as a bearer token.
+type BasicAuth struct {
+	Username string `toml:"username" doc:"user name of HTTP basic authentication"`
+	Secret   string `toml:"secret" secret:"true" doc:"its password; alone, a bearer token"`
+}
