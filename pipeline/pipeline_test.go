@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -216,7 +216,7 @@ func TestSinkRetriesThenDeadLetters(t *testing.T) {
 		return nil
 	}
 	broken := newRecorder()
-	broken.fail = func(int) error { return delivery.Permanent(errors.New("receiver said 400")) }
+	broken.fail = func(int) error { return sink.Permanent(errors.New("receiver said 400")) }
 	opts := pipeline.SinkOptionsFrom(cfg)
 	opts.Retry.Base, opts.Retry.Max = time.Millisecond, 10*time.Millisecond
 	go pipeline.NewSinkRunner(env.JS, "flaky", flaky, opts, log, m, h).Run(ctx)

@@ -14,28 +14,9 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
-
-// Sink writes events to one destination (a log file, a webhook, metrics).
-//
-// Contract: Write is called by one goroutine at a time with a batch of
-// events in stream order. It returns nil only when every event of the batch
-// is written; the runtime then acks the batch. A sink that writes a batch
-// in parts (a webhook's requests) reports each part with delivery.Delivered
-// as soon as it is written, and the runtime acks those events at once. How
-// errors are treated is delivery's policy: an error marked with
-// delivery.Permanent dead-letters the events it names (delivery.EventIDs)
-// or else the whole batch; any other error is retried, first with one
-// event as a probe, until the batch has failed for discard-after. A retried
-// Write gets only the events not yet written, so a sink must not write an
-// event twice within one Write. Write must honour ctx.
-// Close flushes and releases resources; it is idempotent and safe to call
-// without a Write.
-type Sink interface {
-	Write(ctx context.Context, batch []*schema.Event) error
-	Close(ctx context.Context) error
-}
 
 // SinkOptions configure the runtime of one sink.
 type SinkOptions struct {
@@ -94,7 +75,7 @@ type SinkRunner struct {
 	js      jetstream.JetStream
 	name    string
 	stream  string // the sink's ROUTED stream
-	sink    Sink
+	sink    sink.Sink
 	opts    SinkOptions
 	log     zerolog.Logger
 	metrics *obs.Metrics
@@ -121,7 +102,7 @@ type SinkRunner struct {
 const failureLogEvery = time.Minute
 
 // NewSinkRunner returns a runner for the sink named name.
-func NewSinkRunner(js jetstream.JetStream, name string, s Sink, opts SinkOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *SinkRunner {
+func NewSinkRunner(js jetstream.JetStream, name string, s sink.Sink, opts SinkOptions, log zerolog.Logger, m *obs.Metrics, h *obs.Health) *SinkRunner {
 	if opts.Batch < 1 {
 		opts.Batch = 500
 	}
@@ -442,19 +423,10 @@ func (r *SinkRunner) handle(ctx context.Context, batch []jetstream.Msg, pause fu
 	}
 }
 
-// WrittenChecker is implemented by sinks that can tell whether events were
-// already written, for instance before a crash that lost their acks. The
-// runner asks only about redelivered messages; since is the earliest time
-// one of them was stored in ROUTED, so nothing older need be searched.
-// Written must be safe to call between Writes.
-type WrittenChecker interface {
-	Written(ctx context.Context, events []*schema.Event, since time.Time) (map[string]bool, error)
-}
-
 // dropWritten acks, without writing, the redelivered events the sink says
 // it already wrote, and returns the rest.
 func (r *SinkRunner) dropWritten(ctx context.Context, events []*schema.Event, msgs []jetstream.Msg, seqs []uint64, redelivered []int, since time.Time) ([]*schema.Event, []jetstream.Msg, []uint64) {
-	wc, ok := r.sink.(WrittenChecker)
+	wc, ok := r.sink.(sink.WrittenChecker)
 	if !ok {
 		return events, msgs, seqs
 	}

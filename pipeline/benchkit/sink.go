@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -17,7 +17,7 @@ import (
 // by one goroutine at a time; Written and LastWrite may be called from any
 // goroutine.
 type TimedSink struct {
-	Sink pipeline.Sink
+	Sink sink.Sink
 	// Recorder, when not nil, gets every written batch with the time its
 	// Write returned.
 	Recorder *LatencyRecorder
@@ -26,7 +26,7 @@ type TimedSink struct {
 	last    atomic.Int64 // UnixNano of the last successful Write
 }
 
-var _ pipeline.Sink = (*TimedSink)(nil)
+var _ sink.Sink = (*TimedSink)(nil)
 
 // Write writes batch with the real sink, then records.
 func (s *TimedSink) Write(ctx context.Context, batch []*schema.Event) error {

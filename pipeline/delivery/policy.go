@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -112,7 +113,7 @@ func Jitter(d time.Duration) time.Duration {
 func (p Policy) Wait(attempt int, err error) time.Duration {
 	p = p.WithDefaults()
 	wait := Backoff(attempt, p.Base, p.Max)
-	var ra RetryAfter
+	var ra sink.RetryAfter
 	if errors.As(err, &ra) {
 		wait = max(wait, min(ra.RetryAfter(), MaxRetryAfter))
 	}
@@ -177,7 +178,7 @@ func (p Policy) Do(ctx context.Context, events []*schema.Event, write WriteFunc,
 		h.Sleep = sleep
 	}
 	d := &doer{events: events, hooks: h}
-	wctx := context.WithValue(ctx, deliveredKey{}, d.delivered)
+	wctx := sink.WithDelivered(ctx, d.delivered)
 	var out Outcome
 	var firstFailure time.Time
 	probe := false // after a failure, one event at a time until one is written
@@ -204,7 +205,7 @@ func (p Policy) Do(ctx context.Context, events []*schema.Event, write WriteFunc,
 			}
 			continue
 		}
-		if IsPermanent(err) {
+		if sink.IsPermanent(err) {
 			rejected := d.rejectNamed(pending, err)
 			out.Rejected = append(out.Rejected, rejected...)
 			out.Reason = err
@@ -217,7 +218,7 @@ func (p Policy) Do(ctx context.Context, events []*schema.Event, write WriteFunc,
 		failingFor := now.Sub(firstFailure)
 		if failingFor >= p.DiscardAfter {
 			out.Rejected = append(out.Rejected, d.pending(false)...)
-			out.Reason = Permanent(fmt.Errorf("gave up after failing for %s (%d attempts, discard-after %s): %w",
+			out.Reason = sink.Permanent(fmt.Errorf("gave up after failing for %s (%d attempts, discard-after %s): %w",
 				failingFor.Round(time.Second), out.Attempts, p.DiscardAfter, err))
 			out.Expired = true
 			return out
@@ -324,7 +325,7 @@ func (d *doer) delivered(evs []*schema.Event) {
 // none) and the others are written. It returns the rejected indexes.
 func (d *doer) rejectNamed(pending []int, err error) []int {
 	named := map[string]bool{}
-	for _, id := range FailedEventIDs(err) {
+	for _, id := range sink.FailedEventIDs(err) {
 		named[id] = true
 	}
 	d.mu.Lock()
@@ -343,18 +344,4 @@ func (d *doer) rejectNamed(pending []int, err error) []int {
 	d.markLocked(written, true)
 	d.markLocked(rejected, false)
 	return rejected
-}
-
-type deliveredKey struct{}
-
-// Delivered tells the caller of a Sink's Write, from inside Write, that
-// events of its batch are written for good (a webhook request answered
-// 2xx), before the whole batch is: the runtime acks them at once, so a
-// crash re-sends at most what was in flight, and a retry of the batch does
-// not include them. The events must be pointers taken from the batch.
-// Outside Do it does nothing. It is safe for concurrent use.
-func Delivered(ctx context.Context, events []*schema.Event) {
-	if f, ok := ctx.Value(deliveredKey{}).(func([]*schema.Event)); ok {
-		f(events)
-	}
 }

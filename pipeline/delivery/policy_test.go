@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -39,7 +40,7 @@ func (d *dest) Write(ctx context.Context, batch []*schema.Event) error {
 		for _, ev := range part {
 			d.written = append(d.written, ev.ID)
 		}
-		delivery.Delivered(ctx, part)
+		sink.Delivered(ctx, part)
 	}
 	var err error
 	if d.fail != nil {
@@ -98,11 +99,11 @@ func TestDo(t *testing.T) {
 			calls:   [][]string{{"e0", "e1", "e2", "e3"}, {"e0"}, {"e0"}, {"e0"}, {"e1", "e2", "e3"}},
 			written: []int{0, 1, 2, 3}, failures: 3},
 		{name: "permanent: all rejected", n: 2,
-			fail:  func(int, []*schema.Event) error { return delivery.Permanent(errors.New("400 bad request")) },
+			fail:  func(int, []*schema.Event) error { return sink.Permanent(errors.New("400 bad request")) },
 			calls: [][]string{{"e0", "e1"}}, rejected: []int{0, 1}},
 		{name: "permanent naming one event: the others are written", n: 3,
 			fail: func(a int, _ []*schema.Event) error {
-				return delivery.Permanent(fmt.Errorf("post: %w", &namedError{[]string{"e1"}}))
+				return sink.Permanent(fmt.Errorf("post: %w", &namedError{[]string{"e1"}}))
 			},
 			calls: [][]string{{"e0", "e1", "e2"}}, written: []int{0, 2}, rejected: []int{1}},
 		{name: "partly delivered, then retried: only the rest again", n: 4,
@@ -126,7 +127,7 @@ func TestDo(t *testing.T) {
 				case 1:
 					return down
 				case 2:
-					return delivery.Permanent(errors.New("422"))
+					return sink.Permanent(errors.New("422"))
 				}
 				return nil
 			},
@@ -152,7 +153,7 @@ func TestDo(t *testing.T) {
 			if !slices.Equal(out.Rejected, tt.rejected) {
 				t.Errorf("rejected %v, want %v (reason %v)", out.Rejected, tt.rejected, out.Reason)
 			}
-			if len(tt.rejected) > 0 && !delivery.IsPermanent(out.Reason) {
+			if len(tt.rejected) > 0 && !sink.IsPermanent(out.Reason) {
 				t.Errorf("reason %v is not permanent", out.Reason)
 			}
 			if failures != tt.failures || out.Attempts != len(tt.calls) {
@@ -191,8 +192,8 @@ func TestDoDiscardAfter(t *testing.T) {
 			t.Errorf("reason %q lacks %q", msg, want)
 		}
 	}
-	if out.Attempts < 5 || !delivery.IsPermanent(out.Reason) {
-		t.Errorf("%d attempts, permanent %v", out.Attempts, delivery.IsPermanent(out.Reason))
+	if out.Attempts < 5 || !sink.IsPermanent(out.Reason) {
+		t.Errorf("%d attempts, permanent %v", out.Attempts, sink.IsPermanent(out.Reason))
 	}
 }
 
@@ -255,5 +256,5 @@ func TestWait(t *testing.T) {
 }
 
 func TestDeliveredOutsideDo(t *testing.T) {
-	delivery.Delivered(context.Background(), batch(1)) // does nothing, does not panic
+	sink.Delivered(context.Background(), batch(1)) // does nothing, does not panic
 }

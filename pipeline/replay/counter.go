@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -18,7 +18,7 @@ type Counter struct {
 	byType map[string]uint64
 }
 
-var _ pipeline.Sink = (*Counter)(nil)
+var _ sink.Sink = (*Counter)(nil)
 
 // NewCounter returns an empty Counter.
 func NewCounter() *Counter { return &Counter{byType: map[string]uint64{}} }

@@ -9,13 +9,14 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
 // Output is one sink a replay writes to.
 type Output struct {
 	Name string
-	Sink pipeline.Sink
+	Sink sink.Sink
 	// Retry is how a failing write to Sink is retried: the live sink's
 	// policy (pipeline.RetryPolicy), so a replay waits out an outage as
 	// the live sink does.
@@ -132,10 +133,6 @@ type Progress struct {
 	Final                    bool
 }
 
-// skipper is implemented by sinks that count events they skip as already
-// written (tracer.Sink).
-type skipper interface{ Skipped() uint64 }
-
 // Run reads r to its end and writes each event to the outputs sel picks,
 // in stream order, in batches of at most Options.Batch events per output.
 // It does not close r or the outputs.
@@ -147,7 +144,7 @@ type skipper interface{ Skipped() uint64 }
 // Run stops and returns the error, with Counts.Resume telling where to
 // start again: the rest of the range would fail the same way. A permanent
 // error is reported to Options.Failed and counted as failed, for the events
-// it names (delivery.FailedEventIDs) or else the whole batch, and the
+// it names (sink.FailedEventIDs) or else the whole batch, and the
 // replay continues: one rejected batch should not stop a night's replay,
 // and what failed is listed. Nothing is dead-lettered: a replay is an
 // operator's command, not the live pipeline.
@@ -276,7 +273,7 @@ func (run *runner) setResume() {
 func (run *runner) write(ctx context.Context, i int) error {
 	b := &run.pending[i]
 	out, c := run.outs[i], &run.counts.Outputs[i]
-	sk, _ := out.Sink.(skipper)
+	sk, _ := out.Sink.(sink.Skipper)
 	var before uint64
 	if sk != nil {
 		before = sk.Skipped()

@@ -3,11 +3,13 @@ package replay_test
 import (
 	"context"
 	"errors"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/replay"
@@ -16,14 +18,14 @@ import (
 )
 
 // sink records what it wrote; fail decides the outcome of each attempt.
-type sink struct {
+type testSink struct {
 	mu       sync.Mutex
 	attempts int
 	written  []string
 	fail     func(attempt int, batch []*schema.Event) error
 }
 
-func (s *sink) Write(_ context.Context, batch []*schema.Event) error {
+func (s *testSink) Write(_ context.Context, batch []*schema.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.attempts++
@@ -31,11 +33,11 @@ func (s *sink) Write(_ context.Context, batch []*schema.Event) error {
 	if s.fail != nil {
 		err = s.fail(s.attempts, batch)
 	}
-	if err != nil && !delivery.IsPermanent(err) {
+	if err != nil && !sink.IsPermanent(err) {
 		return err
 	}
 	rejected := map[string]bool{}
-	for _, id := range delivery.FailedEventIDs(err) {
+	for _, id := range sink.FailedEventIDs(err) {
 		rejected[id] = true
 	}
 	for _, ev := range batch {
@@ -46,7 +48,7 @@ func (s *sink) Write(_ context.Context, batch []*schema.Event) error {
 	return err
 }
 
-func (s *sink) Close(context.Context) error { return nil }
+func (s *testSink) Close(context.Context) error { return nil }
 
 // rejectedError names the events a receiver refused.
 type rejectedError struct{ ids []string }
@@ -79,13 +81,13 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 	}
 	publish(t, env.JS, cfg, evs[50:])
 
-	flaky := &sink{fail: func(attempt int, _ []*schema.Event) error {
+	flaky := &testSink{fail: func(attempt int, _ []*schema.Event) error {
 		if attempt <= 2 {
 			return errors.New("receiver unavailable")
 		}
 		return nil
 	}}
-	picky := &sink{fail: func(_ int, batch []*schema.Event) error {
+	picky := &testSink{fail: func(_ int, batch []*schema.Event) error {
 		var ids []string
 		for _, ev := range batch {
 			if strings.HasSuffix(ev.ID, "7") {
@@ -95,7 +97,7 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 		if len(ids) == 0 {
 			return nil
 		}
-		return delivery.Permanent(&rejectedError{ids})
+		return sink.Permanent(&rejectedError{ids})
 	}}
 	dir := t.TempDir()
 	logSink := func() *tracer.Sink {
@@ -175,7 +177,7 @@ func TestRunStopsWhenSinkIsDown(t *testing.T) {
 	env, cfg := start(t)
 	ctx := context.Background()
 	seqs := publish(t, env.JS, cfg, events("down", 100))
-	down := &sink{fail: func(attempt int, _ []*schema.Event) error {
+	down := &testSink{fail: func(attempt int, _ []*schema.Event) error {
 		if attempt <= 2 {
 			return nil // the first two batches are written
 		}
@@ -206,7 +208,7 @@ func TestRunCanceled(t *testing.T) {
 	env, cfg := start(t)
 	publish(t, env.JS, cfg, events("c", 100))
 	ctx, cancel := context.WithCancel(context.Background())
-	slow := &sink{fail: func(attempt int, _ []*schema.Event) error {
+	slow := &testSink{fail: func(attempt int, _ []*schema.Event) error {
 		if attempt == 2 {
 			cancel()
 			return context.Canceled

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -46,7 +46,7 @@ type TailOptions struct {
 	MinLevel catalog.Level
 	// Out writes the events shown, in stream order (a tracer of type stdout
 	// renders them as Stalwart's text lines or JSON lines).
-	Out pipeline.Sink
+	Out sink.Sink
 	// Malformed, if set, is told about messages that are not events; they
 	// are not shown.
 	Malformed func(m Message, err error)

@@ -20,7 +20,7 @@ import (
 func TestTailOverlappingSubjects(t *testing.T) {
 	env, cfg := start(t)
 	since := time.Now()
-	out := &sink{}
+	out := &testSink{}
 	var malformed atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -60,7 +60,7 @@ func TestTailOverlappingSubjects(t *testing.T) {
 func TestTailBadSubjects(t *testing.T) {
 	env, cfg := start(t)
 	for _, subjects := range [][]string{{"events.auth.>", "routed.siem.>"}, {"events..x"}, {"mail.>"}} {
-		err := replay.Tail(context.Background(), env.JS, replay.TailOptions{Streams: cfg.Streams, Subjects: subjects, Out: &sink{}})
+		err := replay.Tail(context.Background(), env.JS, replay.TailOptions{Streams: cfg.Streams, Subjects: subjects, Out: &testSink{}})
 		if err == nil {
 			t.Errorf("Tail(%q) succeeded", subjects)
 		}
@@ -146,7 +146,7 @@ func TestTailUntil(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &sink{}
+	out := &testSink{}
 	var counts replay.TailCounts
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

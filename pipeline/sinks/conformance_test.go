@@ -18,8 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
@@ -36,7 +36,7 @@ func TestConformance(t *testing.T) {
 	t.Run("metrics", func(t *testing.T) { sinktest.Run(t, metricsHarness) })
 }
 
-func build(t *testing.T, spec config.SinkSpec, o sinks.Options) pipeline.Sink {
+func build(t *testing.T, spec config.SinkSpec, o sinks.Options) sink.Sink {
 	t.Helper()
 	s, err := sinks.Build(spec, o)
 	if err != nil {
@@ -59,7 +59,7 @@ func tracerHarness(format string) sinktest.Factory {
 			Tracer: &config.Tracer{Type: config.KindLog, Path: dir, Prefix: "conf", Format: format}}
 		h := &sinktest.Harness{Sink: build(t, spec, sinks.Options{})}
 		h.Written = func(t *testing.T) map[string]int { return readTracer(t, dir, format) }
-		h.Replay = func(t *testing.T) pipeline.Sink {
+		h.Replay = func(t *testing.T) sink.Sink {
 			if err := h.Sink.Close(context.Background()); err != nil {
 				t.Fatalf("close tracer: %v", err)
 			}
@@ -225,6 +225,6 @@ func metricsHarness(t *testing.T) *sinktest.Harness {
 		}
 		return got
 	}
-	h.Replay = func(*testing.T) pipeline.Sink { return h.Sink }
+	h.Replay = func(*testing.T) sink.Sink { return h.Sink }
 	return h
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
@@ -47,7 +48,7 @@ type Options struct {
 }
 
 // Build creates the sink described by spec.
-func Build(spec config.SinkSpec, o Options) (pipeline.Sink, error) {
+func Build(spec config.SinkSpec, o Options) (sink.Sink, error) {
 	switch spec.Kind {
 	case config.KindLog, config.KindConsole, config.KindStdout:
 		out := o.Stdout
@@ -123,7 +124,7 @@ type running struct {
 	spec   config.SinkSpec
 	retry  delivery.Policy
 	routes *pipeline.Table // its routing rule, for a sink the server feeds
-	sink   pipeline.Sink
+	sink   sink.Sink
 	cancel context.CancelFunc
 	done   chan struct{} // closed when its runner has returned
 	stop   func()        // stops what else it started (the metrics endpoint)

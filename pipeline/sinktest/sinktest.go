@@ -56,6 +56,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -99,7 +100,7 @@ type Harness struct {
 	Name string
 	// Sink is the sink under test, writing to a destination of its own.
 	// The suite closes it when the sub-test ends.
-	Sink pipeline.Sink
+	Sink sink.Sink
 	// Written reads the destination and returns how many times each event
 	// was written, by Key. It is called from the test goroutine only.
 	Written func(t *testing.T) map[string]int
@@ -117,7 +118,7 @@ type Harness struct {
 	// and opens a new one on the same destination; for a sink idempotent
 	// only within its process, it returns Sink. Nil when the sink makes no
 	// such promise; replay_idempotent is then skipped.
-	Replay func(t *testing.T) pipeline.Sink
+	Replay func(t *testing.T) sink.Sink
 }
 
 // Factory builds a fresh Harness (a new sink on a new, empty destination)
@@ -279,7 +280,7 @@ func (fx *fixture) options(ackWait time.Duration) pipeline.SinkOptions {
 }
 
 // start runs a SinkRunner for s until stop is called (or the test ends).
-func (fx *fixture) start(s pipeline.Sink, opts pipeline.SinkOptions) *runner {
+func (fx *fixture) start(s sink.Sink, opts pipeline.SinkOptions) *runner {
 	r := &runner{metrics: obs.NewMetrics(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
@@ -536,7 +537,7 @@ func permanentDeadLettered(t *testing.T, f Factory) {
 // gate holds the first Write until released, then calls the sink's own
 // Write. Later Writes pass straight through and are counted.
 type gate struct {
-	pipeline.Sink
+	sink.Sink
 	started  chan struct{}
 	release  chan struct{}
 	mu       sync.Mutex

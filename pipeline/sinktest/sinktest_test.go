@@ -3,7 +3,6 @@ package sinktest_test
 import (
 	"context"
 	"errors"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"maps"
 	"os"
 	"os/exec"
@@ -11,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinktest"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -37,7 +36,7 @@ func (s *memSink) Write(ctx context.Context, batch []*schema.Event) error {
 	defer s.st.mu.Unlock()
 	switch s.st.mode {
 	case sinktest.FailPermanent:
-		return delivery.Permanent(errors.New("destination refuses the events"))
+		return sink.Permanent(errors.New("destination refuses the events"))
 	case sinktest.FailRetryable:
 		if s.flaw != "writes-on-retryable-failure" {
 			return errors.New("destination unavailable")
@@ -73,7 +72,7 @@ func memFactory(flaw string) sinktest.Factory {
 			},
 			Fail: func(m sinktest.FailMode) { st.mu.Lock(); st.mode = m; st.mu.Unlock() },
 		}
-		h.Replay = func(*testing.T) pipeline.Sink { return &memSink{st: st, flaw: flaw} }
+		h.Replay = func(*testing.T) sink.Sink { return &memSink{st: st, flaw: flaw} }
 		return h
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/pipelinetest"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -30,7 +31,7 @@ func (s *countingSink) Write(_ context.Context, batch []*schema.Event) error {
 }
 func (s *countingSink) Close(context.Context) error { return nil }
 
-var _ pipeline.Sink = (*countingSink)(nil)
+var _ sink.Sink = (*countingSink)(nil)
 
 const twoSinks = `
 [logging]

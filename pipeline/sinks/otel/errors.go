@@ -49,8 +49,8 @@ func (e *ExportError) Error() string {
 	return msg
 }
 
-// EventIDs returns IDs (it implements delivery.EventIDs).
+// EventIDs returns IDs (it implements sink.EventIDs).
 func (e *ExportError) EventIDs() []string { return e.IDs }
 
-// RetryAfter returns After (it implements delivery.RetryAfter).
+// RetryAfter returns After (it implements sink.RetryAfter).
 func (e *ExportError) RetryAfter() time.Duration { return e.After }

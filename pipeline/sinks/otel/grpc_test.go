@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/otel"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -180,17 +181,17 @@ func TestGRPCStatuses(t *testing.T) {
 			s := newSink(t, c, otel.Options{})
 			evs := testEvents("g", 3)
 			err := s.Write(context.Background(), evs)
-			if err == nil || delivery.IsPermanent(err) == tc.retryable {
+			if err == nil || sink.IsPermanent(err) == tc.retryable {
 				t.Fatalf("error %v: want retryable %v", err, tc.retryable)
 			}
 			var ee *otel.ExportError
 			if !errors.As(err, &ee) || ee.Code != status.Code(tc.err) {
 				t.Fatalf("error %v: want an ExportError with code %s", err, status.Code(tc.err))
 			}
-			if !tc.retryable && !slices.Equal(delivery.FailedEventIDs(err), eventIDs(evs)) {
-				t.Fatalf("failed ids %v", delivery.FailedEventIDs(err))
+			if !tc.retryable && !slices.Equal(sink.FailedEventIDs(err), eventIDs(evs)) {
+				t.Fatalf("failed ids %v", sink.FailedEventIDs(err))
 			}
-			var ra delivery.RetryAfter
+			var ra sink.RetryAfter
 			if tc.after > 0 && (!errors.As(err, &ra) || ra.RetryAfter() != tc.after) {
 				t.Fatalf("error %v: want retry after %s", err, tc.after)
 			}
@@ -222,7 +223,7 @@ func TestGRPCDown(t *testing.T) {
 	s := newSink(t, c, otel.Options{})
 	err := s.Write(context.Background(), testEvents("gd", 1))
 	var ee *otel.ExportError
-	if err == nil || delivery.IsPermanent(err) || !errors.As(err, &ee) || ee.Code != codes.Unavailable {
+	if err == nil || sink.IsPermanent(err) || !errors.As(err, &ee) || ee.Code != codes.Unavailable {
 		t.Fatalf("error %v, want a retryable Unavailable", err)
 	}
 }

@@ -8,7 +8,7 @@
 // The package is self-contained: it owns its configuration (Config,
 // DefaultConfig, Validate), is built by New, and imports neither the
 // pipeline engine nor the NATS server. Sink has the method set of
-// pipeline.Sink and follows its contract.
+// sink.Sink and follows its contract.
 //
 // # Mapping
 //
@@ -59,7 +59,7 @@
 // Each Write splits its batch into chunks of at most batch-size events and
 // sends up to concurrency requests at once; consecutive requests of one
 // slot start at least throttle apart. Each request accepted by the
-// collector is reported with delivery.Delivered as soon as the answer
+// collector is reported with sink.Delivered as soon as the answer
 // arrives, so the runtime acks its events at once and a crash re-sends at
 // most the requests in flight. An event whose id appears earlier in the
 // same batch is not sent twice.
@@ -76,8 +76,8 @@
 // honoured); every other code is permanent. Network errors and timeouts
 // are retryable. A retryable failure makes Write return an error that is
 // not permanent (an *outbound.RetryAfterError when the collector said when); a
-// permanent one a delivery.Permanent error holding *ExportError values
-// that name the refused events (delivery.EventIDs), so only they are
+// permanent one a sink.Permanent error holding *ExportError values
+// that name the refused events (sink.EventIDs), so only they are
 // dead-lettered.
 //
 // A partial success (rejected_log_records > 0 in a 2xx answer) cannot be
@@ -128,7 +128,7 @@ type Options struct {
 
 // Sink exports events to one OpenTelemetry collector.
 //
-// Write follows the pipeline.Sink contract; calls are meant to come from one
+// Write follows the sink.Sink contract; calls are meant to come from one
 // goroutine at a time, but concurrent calls are safe (they share the
 // concurrency slots). Close is idempotent and safe without a Write.
 type Sink struct {
@@ -144,7 +144,7 @@ type Sink struct {
 	secrets  *outbound.Secrets
 }
 
-// The method set of pipeline.Sink, which this package must not import.
+// The method set of sink.Sink, which this package must not import.
 var _ interface {
 	Write(context.Context, []*schema.Event) error
 	Close(context.Context) error

@@ -24,6 +24,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/otel"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
@@ -73,7 +74,7 @@ func synthetic(n int) []*schema.Event {
 }
 
 // TestTenThousandEvents writes 10,000 synthetic events through the
-// runtime's retry policy (so that delivery.Delivered is live) to a real
+// runtime's retry policy (so that sink.Delivered is live) to a real
 // OTLP/HTTP receiver: each arrives exactly once, as the mapping says.
 func TestTenThousandEvents(t *testing.T) {
 	rc := newReceiver(t, nil)
@@ -348,14 +349,14 @@ func TestStatuses(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if delivery.IsPermanent(err) == tc.retryable {
-				t.Fatalf("permanent=%v, want %v: %v", delivery.IsPermanent(err), !tc.retryable, err)
+			if sink.IsPermanent(err) == tc.retryable {
+				t.Fatalf("permanent=%v, want %v: %v", sink.IsPermanent(err), !tc.retryable, err)
 			}
 			var ee *otel.ExportError
 			if !errors.As(err, &ee) || ee.StatusCode != tc.status || ee.Retryable != tc.retryable {
 				t.Fatalf("error %v: want an ExportError with status %d", err, tc.status)
 			}
-			ids := delivery.FailedEventIDs(err)
+			ids := sink.FailedEventIDs(err)
 			if tc.retryable && ids != nil || !tc.retryable && !slices.Equal(ids, eventIDs(evs)) {
 				t.Fatalf("failed ids %v", ids)
 			}
@@ -416,7 +417,7 @@ func TestBareEndpoint(t *testing.T) {
 	if len(reqs) != 1 || reqs[0].Path != "/" {
 		t.Fatalf("requests %+v, want one to /", reqs)
 	}
-	if err == nil || !delivery.IsPermanent(err) || !strings.Contains(err.Error(), "usually /v1/logs") {
+	if err == nil || !sink.IsPermanent(err) || !strings.Contains(err.Error(), "usually /v1/logs") {
 		t.Fatalf("error %v", err)
 	}
 }
@@ -443,10 +444,10 @@ func TestRetryAfter(t *testing.T) {
 			c.BatchSize = 1
 			s := newSink(t, c, otel.Options{Now: func() time.Time { return now }})
 			err := s.Write(context.Background(), testEvents("ra", 2))
-			if err == nil || delivery.IsPermanent(err) {
+			if err == nil || sink.IsPermanent(err) {
 				t.Fatalf("error %v, want a retryable one", err)
 			}
-			var ra delivery.RetryAfter
+			var ra sink.RetryAfter
 			if tc.want == 0 {
 				if errors.As(err, &ra) && ra.RetryAfter() != 0 {
 					t.Fatalf("retry after %s, want none", ra.RetryAfter())
@@ -500,7 +501,7 @@ func TestTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Write took %s with a 100ms timeout", d)
 	}
-	if err == nil || delivery.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v, want a retryable deadline exceeded", err)
 	}
 	if _, got, _ := rc.snapshot(); len(got) != 0 {
@@ -515,7 +516,7 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := s.Write(ctx, testEvents("c", 2))
-	if err == nil || delivery.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v", err)
 	}
 }
@@ -555,8 +556,8 @@ func TestPartialSuccess(t *testing.T) {
 		s := newSink(t, httpConfig(rc.URL()), otel.Options{})
 		evs := testEvents("pa", 10)
 		err := s.Write(context.Background(), evs)
-		if !delivery.IsPermanent(err) || !slices.Equal(delivery.FailedEventIDs(err), eventIDs(evs)) {
-			t.Fatalf("error %v, ids %v", err, delivery.FailedEventIDs(err))
+		if !sink.IsPermanent(err) || !slices.Equal(sink.FailedEventIDs(err), eventIDs(evs)) {
+			t.Fatalf("error %v, ids %v", err, sink.FailedEventIDs(err))
 		}
 		if !strings.Contains(err.Error(), "rejected 10 of 10 records: schema mismatch") {
 			t.Fatalf("error %q", err)
@@ -625,7 +626,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	c2.Headers = c.Headers
 	s2 := newSink(t, c2, otel.Options{})
 	err = s2.Write(context.Background(), testEvents("s3", 1))
-	if err == nil || delivery.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("connection refused: %v, want a retryable error", err)
 	}
 	endpoint = down

@@ -1,7 +1,7 @@
 // Package outbound is what the sinks that send events to a remote receiver
 // share (the webhook, OpenTelemetry): a batch cut into requests that go out
 // a few at a time, each request slot throttled, every delivered request
-// reported to the runtime at once (delivery.Delivered), the errors of the
+// reported to the runtime at once (sink.Delivered), the errors of the
 // requests folded into the batch's (permanent, retry after), Retry-After
 // read, and the configuration's secrets kept out of what a receiver
 // answers. It imports neither the engine nor the NATS server.
@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -34,7 +34,7 @@ type ClassifyFunc func(err error) (permanent bool, retryAfter time.Duration)
 
 // Sender writes batches as requests of at most Size events, at most
 // Concurrency at a time; the requests of one slot start at least Throttle
-// apart. Its Write follows the pipeline.Sink contract, and is safe for
+// apart. Its Write follows the sink.Sink contract, and is safe for
 // concurrent use (the slots are shared).
 type Sender struct {
 	name     string
@@ -63,10 +63,10 @@ func NewSender(name string, size, concurrency int, throttle time.Duration, send 
 
 // Write sends the events of batch that are not nil and not preceded by an
 // event of the same id. It returns nil when every request was delivered;
-// else an error that is permanent (delivery.Permanent) when every failed
+// else an error that is permanent (sink.Permanent) when every failed
 // request failed for good, retryable otherwise (a *RetryAfterError when a
 // receiver said when). Delivered requests are reported with
-// delivery.Delivered as they succeed, so a retry sends only the rest.
+// sink.Delivered as they succeed, so a retry sends only the rest.
 func (s *Sender) Write(ctx context.Context, batch []*schema.Event) error {
 	chunks := split(unique(batch), s.size)
 	errs := s.deliver(ctx, chunks)
@@ -94,7 +94,7 @@ func (s *Sender) Write(ctx context.Context, batch []*schema.Event) error {
 	if len(perm) == 0 {
 		return nil
 	}
-	return delivery.Permanent(fmt.Errorf("%s: %w", s.name, errors.Join(perm...)))
+	return sink.Permanent(fmt.Errorf("%s: %w", s.name, errors.Join(perm...)))
 }
 
 // deliver sends the chunks and returns the error of each (nil when
@@ -134,7 +134,7 @@ func (s *Sender) deliver(ctx context.Context, chunks [][]*schema.Event) []error 
 			}
 			errs[i] = err
 			if err == nil {
-				delivery.Delivered(ctx, chunk)
+				sink.Delivered(ctx, chunk)
 			} else if permanent, _ := s.classify(err); !permanent {
 				failed.Store(true)
 			}
@@ -217,7 +217,7 @@ func (e *RetryAfterError) Error() string {
 
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
-// RetryAfter returns After (it implements delivery.RetryAfter).
+// RetryAfter returns After (it implements sink.RetryAfter).
 func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
 
 // ParseRetryAfter reads a Retry-After header value: delay-seconds or an

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -65,8 +65,8 @@ func TestSenderFoldsErrors(t *testing.T) {
 				t.Errorf("Write = %v, want nil", err)
 			case tc.fail != nil && err == nil:
 				t.Errorf("Write = nil, want an error")
-			case err != nil && delivery.IsPermanent(err) != tc.permanent:
-				t.Errorf("Write = %v: permanent %v, want %v", err, delivery.IsPermanent(err), tc.permanent)
+			case err != nil && sink.IsPermanent(err) != tc.permanent:
+				t.Errorf("Write = %v: permanent %v, want %v", err, sink.IsPermanent(err), tc.permanent)
 			case err != nil && !strings.HasPrefix(err.Error(), "test sink: "):
 				t.Errorf("Write = %v, want it to name the sink", err)
 			}

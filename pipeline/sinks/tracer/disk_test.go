@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/rs/zerolog"
 )
 
@@ -132,7 +132,7 @@ func TestFullDisk(t *testing.T) {
 			if err == nil {
 				t.Fatal("a write to a full disk succeeded")
 			}
-			if delivery.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
+			if sink.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
 				t.Errorf("err = %v: want a retryable error wrapping ENOSPC", err)
 			}
 			if msg := err.Error(); !strings.Contains(msg, "write "+logs+"/") || !strings.HasSuffix(msg, ": no space left on device") {
@@ -178,13 +178,13 @@ func TestFullDisk(t *testing.T) {
 			if format == "text" {
 				// The id sidecar's first commit does not fit: nothing can be
 				// written yet.
-				if err == nil || delivery.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
+				if err == nil || sink.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC) {
 					t.Errorf("write on a full disk: %v, want a retryable ENOSPC", err)
 				}
 				if !strings.Contains(logs2.String(), "cannot open the log file yet") {
 					t.Errorf("New did not log why it could not open the file: %q", logs2.String())
 				}
-			} else if err != nil && (delivery.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC)) {
+			} else if err != nil && (sink.IsPermanent(err) || !errors.Is(err, syscall.ENOSPC)) {
 				t.Errorf("write on a full disk: %v, want nil (it fit) or a retryable ENOSPC", err)
 			}
 			bl.free(1 << 20)
@@ -233,7 +233,7 @@ func TestFullDisk(t *testing.T) {
 					failures++
 					msg := err.Error()
 					sites[strings.ReplaceAll(msg[:strings.LastIndex(msg, ":")], logs+"/", "")]++
-					if delivery.IsPermanent(err) || !strings.Contains(err.Error(), "no space left on device") {
+					if sink.IsPermanent(err) || !strings.Contains(err.Error(), "no space left on device") {
 						t.Fatalf("batch %d: %v: want a retryable full-disk error", i, err)
 					}
 					checkFiles(t, path, format, written)
@@ -341,7 +341,7 @@ func TestLockWait(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 					err := s.Write(ctx, evs("a"))
 					cancel()
-					if !errors.Is(err, ErrLocked) || delivery.IsPermanent(err) {
+					if !errors.Is(err, ErrLocked) || sink.IsPermanent(err) {
 						t.Errorf("write with a short deadline: %v, want a retryable ErrLocked", err)
 					}
 				}

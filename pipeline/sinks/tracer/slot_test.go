@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/rs/zerolog"
-
-	"github.com/mailtel/mailtel/pipeline/delivery"
 )
 
 // TestInstanceSlots: sinks started without an instance name take the first
@@ -156,7 +155,7 @@ func TestPinnedInstanceWaits(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			err := pinned.Write(ctx, evs("p"))
 			cancel()
-			if !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) || delivery.IsPermanent(err) {
+			if !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) || sink.IsPermanent(err) {
 				t.Fatalf("write while the instance is held: %v, want a retryable ErrLocked after the deadline", err)
 			}
 			if !strings.Contains(err.Error(), "mail.2.2025-11-27") || !strings.Contains(err.Error(), "--instance") {

@@ -68,7 +68,7 @@
 //     against the file for every hash that matches), kept on disk in the
 //     id index sidecar so that an open does not read the whole log, and
 //     repaired from the log when a crash left it behind.
-//   - Written (the runtime's pipeline.WrittenChecker) answers, for a
+//   - Written (the runtime's sink.WrittenChecker) answers, for a
 //     redelivered message, whether its event was written at or after the
 //     time the message was stored in ROUTED, however much was written
 //     since and by whichever instance: it answers from the index for the

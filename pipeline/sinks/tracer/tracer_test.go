@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mailtel/mailtel/pipeline/delivery"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -257,7 +257,7 @@ func TestFlockConflict(t *testing.T) {
 			if !errors.Is(err, ErrLocked) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("second sink on the same file: err = %v, want ErrLocked after the deadline", err)
 			}
-			if delivery.IsPermanent(err) {
+			if sink.IsPermanent(err) {
 				t.Errorf("a held lock is permanent: %v", err)
 			}
 			if !strings.Contains(err.Error(), "instance name, sinks --instance") || !strings.Contains(err.Error(), "mail.a.2025-11-27") {
@@ -439,7 +439,7 @@ func TestWriteErrorRetry(t *testing.T) {
 			}
 			s.file.f = ro
 			err = s.Write(context.Background(), evs("b", "c"))
-			if err == nil || delivery.IsPermanent(err) {
+			if err == nil || sink.IsPermanent(err) {
 				t.Fatalf("write to a read-only file: err = %v, want a retryable error", err)
 			}
 			s.file.f = good

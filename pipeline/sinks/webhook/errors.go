@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 )
 
@@ -47,5 +47,5 @@ func (e *StatusError) EventIDs() []string { return e.IDs }
 // about; the other events of the batch were delivered, and only these must
 // be dead-lettered. It returns nil when err names no events, in which case
 // the whole batch failed. (The sink runtime does this for every sink with
-// delivery.FailedEventIDs.)
-func FailedIDs(err error) []string { return delivery.FailedEventIDs(err) }
+// sink.FailedEventIDs.)
+func FailedIDs(err error) []string { return sink.FailedEventIDs(err) }

@@ -12,7 +12,7 @@
 // delivered. A network error, a timeout, 408, 429 and 5xx are retryable:
 // Write returns an error that is not permanent (an *outbound.RetryAfterError when the
 // receiver sent Retry-After). Any other answer (3xx, since redirects are not
-// followed; 4xx) is permanent: Write returns a delivery.Permanent error
+// followed; 4xx) is permanent: Write returns a sink.Permanent error
 // holding a *StatusError with the status and the first 512 bytes of the
 // answer. Errors name the receiver by its URL with the password and query
 // values masked (value.RedactURL), and mask every configured secret the
@@ -21,7 +21,7 @@
 // # Acknowledged request by request
 //
 // Each chunk answered 2xx is reported to the runtime with
-// delivery.Delivered as soon as the answer arrives, so the runtime acks its
+// sink.Delivered as soon as the answer arrives, so the runtime acks its
 // events at once and a retry of the batch does not send them again: a
 // crash of the sinks process re-sends at most the chunks in flight, that is
 // concurrency × batch-size events. An event whose id appears earlier in the
@@ -82,7 +82,7 @@ type Options struct {
 
 // Sink POSTs events to one webhook receiver.
 //
-// Write follows the pipeline.Sink contract; calls are meant to come from one
+// Write follows the sink.Sink contract; calls are meant to come from one
 // goroutine at a time, but concurrent calls are safe (they share the
 // concurrency slots). Close is idempotent.
 type Sink struct {

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/delivery"
+	"github.com/mailtel/mailtel/pipeline/sink"
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config"
@@ -288,7 +288,7 @@ func TestRetryAfterServerError(t *testing.T) {
 	s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 10; c.Concurrency = 2 }), webhook.Options{})
 	batch := events(35, "r")
 	err := s.Write(context.Background(), batch)
-	if err == nil || delivery.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 	var se *webhook.StatusError
@@ -329,7 +329,7 @@ func TestTooManyRequests(t *testing.T) {
 			})
 			s := newSink(t, cfg(r), webhook.Options{Now: func() time.Time { return now }})
 			err := s.Write(context.Background(), events(3, "tm"))
-			if err == nil || delivery.IsPermanent(err) {
+			if err == nil || sink.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a retryable error", err)
 			}
 			var ra *outbound.RetryAfterError
@@ -363,7 +363,7 @@ func TestPermanentStatus(t *testing.T) {
 			s := newSink(t, cfg(r), webhook.Options{})
 			batch := events(5, "p")
 			err := s.Write(context.Background(), batch)
-			if !delivery.IsPermanent(err) {
+			if !sink.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a permanent error", err)
 			}
 			var se *webhook.StatusError
@@ -412,7 +412,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 	batch := events(4, "to")
 	start := time.Now()
 	err := s.Write(context.Background(), batch)
-	if err == nil || delivery.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -428,7 +428,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 }
 
 // TestPartialFailureRetrySendsNothingTwice: each chunk answered 2xx is
-// reported with delivery.Delivered at once, so the runtime's retry of the
+// reported with sink.Delivered at once, so the runtime's retry of the
 // batch (delivery.Policy.Do) sends only what was not delivered.
 func TestPartialFailureRetrySendsNothingTwice(t *testing.T) {
 	for _, conc := range []int{1, 3} {
@@ -452,7 +452,7 @@ func TestPartialFailureRetrySendsNothingTwice(t *testing.T) {
 			if len(out.Rejected) > 0 || len(out.Unwritten) > 0 {
 				t.Fatalf("outcome %+v", out)
 			}
-			if len(failures) != 1 || delivery.IsPermanent(failures[0]) {
+			if len(failures) != 1 || sink.IsPermanent(failures[0]) {
 				t.Fatalf("failures %v, want one retryable", failures)
 			}
 			r.checkOnce(t, batch)
@@ -551,7 +551,7 @@ func TestTLS(t *testing.T) {
 				r.checkOnce(t, batch)
 				return
 			}
-			if err == nil || delivery.IsPermanent(err) {
+			if err == nil || sink.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a retryable certificate error", err)
 			}
 			if !strings.Contains(err.Error(), "certificate") {
@@ -570,7 +570,7 @@ func TestCanceledContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := s.Write(ctx, events(3, "cx"))
-	if err == nil || delivery.IsPermanent(err) || !errors.Is(err, context.Canceled) {
+	if err == nil || sink.IsPermanent(err) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Write = %v, want a retryable context error", err)
 	}
 	if r.requestCount() != 0 {
@@ -583,7 +583,7 @@ func TestConnectionRefusedIsRetryable(t *testing.T) {
 	r.srv.Close()
 	s := newSink(t, cfg(r, func(c *config.Webhook) { c.URL += "?api_key=Sekr1tQuery" }), webhook.Options{})
 	err := s.Write(context.Background(), events(1, "cr"))
-	if err == nil || delivery.IsPermanent(err) {
+	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
 	}
 	if strings.Contains(err.Error(), "Sekr1tQuery") {
@@ -623,7 +623,7 @@ func TestAnswersNeverShowSecrets(t *testing.T) {
 			}
 			s := newSink(t, c, webhook.Options{})
 			err := s.Write(context.Background(), events(1, "sec"))
-			if !delivery.IsPermanent(err) {
+			if !sink.IsPermanent(err) {
 				t.Fatalf("Write = %v, want a permanent error", err)
 			}
 			msg := err.Error()
@@ -698,8 +698,8 @@ func TestFailedIDs(t *testing.T) {
 	}{
 		{"nil", nil, nil},
 		{"plain", errors.New("x"), nil},
-		{"rejected, wrapped", delivery.Permanent(fmt.Errorf("w: %w", &webhook.StatusError{StatusCode: 422, IDs: []string{"a"}})), []string{"a"}},
-		{"joined", delivery.Permanent(errors.Join(&webhook.StatusError{StatusCode: 400, IDs: []string{"b", "c"}},
+		{"rejected, wrapped", sink.Permanent(fmt.Errorf("w: %w", &webhook.StatusError{StatusCode: 422, IDs: []string{"a"}})), []string{"a"}},
+		{"joined", sink.Permanent(errors.Join(&webhook.StatusError{StatusCode: 400, IDs: []string{"b", "c"}},
 			fmt.Errorf("x: %w", &webhook.StatusError{StatusCode: 413, IDs: []string{"a"}}))), []string{"b", "c", "a"}},
 	}
 	for _, tt := range tests {
@@ -721,6 +721,6 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
-// The webhook is a pipeline.Sink; the guard lives here so that the package
+// The webhook is a sink.Sink; the guard lives here so that the package
 // itself does not import the engine.
-var _ pipeline.Sink = (*webhook.Sink)(nil)
+var _ sink.Sink = (*webhook.Sink)(nil)

@@ -1,8 +1,11 @@
-package delivery
+package sink
 
 import (
+	"context"
 	"errors"
 	"time"
+
+	"github.com/mailtel/mailtel/schema"
 )
 
 // PermanentError marks an error that retrying cannot fix: the events go to
@@ -57,4 +60,24 @@ func FailedEventIDs(err error) []string {
 	}
 	walk(err)
 	return ids
+}
+
+type deliveredKey struct{}
+
+// Delivered tells the caller of a Sink's Write, from inside Write, that
+// events of its batch are written for good (a webhook request answered
+// 2xx), before the whole batch is: the runtime acks them at once, so a
+// crash re-sends at most what was in flight, and a retry of the batch does
+// not include them. The events must be pointers taken from the batch.
+// Outside a runtime's Write it does nothing. It is safe for concurrent use.
+func Delivered(ctx context.Context, events []*schema.Event) {
+	if f, ok := ctx.Value(deliveredKey{}).(func([]*schema.Event)); ok {
+		f(events)
+	}
+}
+
+// WithDelivered returns ctx for a Write whose Delivered calls go to f. It
+// is for runtimes (package delivery), not sinks.
+func WithDelivered(ctx context.Context, f func([]*schema.Event)) context.Context {
+	return context.WithValue(ctx, deliveredKey{}, f)
 }
