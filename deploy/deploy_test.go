@@ -26,6 +26,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
+	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 )
 
 // mailtelPorts are the loopback ports mailtel uses by default: embedded
@@ -119,14 +120,14 @@ func checkClusterConfig(t *testing.T, c *config.Config, wantURL string) {
 	for _, s := range c.SinkSpecs() {
 		kinds[s.Name] = s.Kind
 	}
-	want := map[string]string{"log": config.KindLog, "security": config.KindLog, "metrics": config.KindMetrics}
+	want := map[string]string{"log": "log", "security": "log", "metrics": "metrics"}
 	if !reflect.DeepEqual(kinds, want) {
 		t.Errorf("sinks %v, want %v (the webhook example stays disabled)", kinds, want)
 	}
-	if w := c.Webhooks["siem"]; w == nil || w.URL == "" {
+	if w := c.Sink("siem"); w == nil || w.Config.(*webhook.Config).URL == "" {
 		t.Errorf("no [webhook.siem] example")
 	}
-	for what, addr := range map[string]string{"router.http": c.Router.HTTP, "sinks.http": c.Sinks.HTTP, "metrics.prometheus.listen": c.Metrics.Prometheus.Listen, "publisher.listen": c.Publisher.Listen} {
+	for what, addr := range map[string]string{"router.http": c.Router.HTTP, "sinks.http": c.Sinks.HTTP, "metrics.prometheus.listen": c.Sink("metrics").Config.(*metrics.Config).Prometheus.Listen, "publisher.listen": c.Publisher.Listen} {
 		if !strings.HasPrefix(addr, "0.0.0.0:") {
 			t.Errorf("%s %q: want 0.0.0.0 so that Prometheus and senders in other containers reach it", what, addr)
 		}

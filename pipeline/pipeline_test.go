@@ -258,8 +258,10 @@ func TestSinkRetriesThenDeadLetters(t *testing.T) {
 
 func TestRouterDeadLettersGarbage(t *testing.T) {
 	env := pipelinetest.Start(t)
-	cfg := config.Default()
-	cfg.Tracers = map[string]*config.Tracer{"all": {Type: "stdout", Level: "trace"}}
+	cfg, err := config.Parse([]byte("[tracer.all]\ntype = \"stdout\"\nlevel = \"trace\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	env.EnsureStreams(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

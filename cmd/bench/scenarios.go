@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/benchkit"
+	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -31,7 +32,7 @@ func (b *bench) throughput(ctx context.Context, sc string, fanout bool, evs []sc
 	b.setting("publisher.max_in_flight", strconv.Itoa(s.cfg.Publisher.MaxInFlight))
 	b.setting("sinks.batch", strconv.Itoa(s.cfg.Sinks.Batch))
 	if fanout {
-		w := s.cfg.Webhooks[hookSink]
+		w := s.cfg.Sink(hookSink).Config.(*webhook.Config)
 		b.setting("sink.hook", fmt.Sprintf("webhook to 127.0.0.1 events=* batch-size=%d concurrency=%d throttle=%s (default 1s)",
 			w.BatchSize, w.Concurrency, w.Throttle.D()))
 	}

@@ -152,14 +152,14 @@ func replaySpecs(cfg *config.Config, only []string, stderr io.Writer) ([]config.
 	}
 	var out []config.SinkSpec
 	for _, s := range specs {
-		if s.Kind != config.KindMetrics {
+		if s.Factory.NoReplay == "" {
 			out = append(out, s)
 			continue
 		}
 		if len(only) > 0 {
-			return nil, fmt.Errorf("sink %s is the metrics sink: its counters live in the process that serves them, so it cannot be replayed into", s.Name)
+			return nil, fmt.Errorf("sink %s is the %s sink: %s", s.Name, s.Kind, s.Factory.NoReplay)
 		}
-		fmt.Fprintf(stderr, "not replaying into sink %s: metrics are counted live only\n", s.Name)
+		fmt.Fprintf(stderr, "not replaying into sink %s, the %s sink: %s\n", s.Name, s.Kind, s.Factory.NoReplay)
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no sink to replay into: the configuration has no [tracer.<id>] or [webhook.<id>]")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/ingest"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/synth"
 )
@@ -69,11 +69,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer p.Close()
 
 	for _, s := range cfg.SinkSpecs() {
-		if s.Tracer != nil && s.Tracer.Path != "" {
-			dir, _ := filepath.Abs(s.Tracer.Path)
-			fmt.Fprintf(stdout, "sink %-10s writes %s lines to %s/%s.*\n", s.Name, s.Tracer.Format, dir, s.Tracer.Prefix)
-		} else if s.Kind == config.KindMetrics {
-			fmt.Fprintf(stdout, "sink %-10s serves http://%s/metrics\n", s.Name, s.Metrics.Prometheus.Listen)
+		if d, ok := s.Config.(sink.Describer); ok {
+			fmt.Fprintf(stdout, "sink %-10s %s\n", s.Name, d.Describe())
 		} else {
 			fmt.Fprintf(stdout, "sink %-10s (%s)\n", s.Name, s.Kind)
 		}

@@ -82,14 +82,14 @@ func newDLQEnv(t *testing.T) *dlqEnv {
 	srv := httptest.NewServer(e.siem)
 	t.Cleanup(srv.Close)
 	var err error
-	e.sink, err = webhook.New("siem", &config.Webhook{URL: srv.URL, BatchSize: 10}, webhook.Options{})
+	e.sink, err = webhook.New("siem", &webhook.Config{URL: srv.URL, BatchSize: 10}, webhook.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.sink.Close(context.Background()) })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	specs := []config.SinkSpec{{Name: "siem", Kind: config.KindWebhook}}
+	specs := []config.SinkSpec{{Name: "siem", Kind: "webhook"}}
 	r := pipeline.NewRouter(e.env.JS, pipeline.NewTable(specs, e.cfg.Levels), pipeline.RouterOptionsFrom(e.cfg), zerolog.Nop(), obs.NewMetrics(), obs.NewHealth())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()

@@ -17,6 +17,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/replay"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 )
 
@@ -126,21 +127,21 @@ func replaySpec(cfg *config.Config, name, to string) (config.SinkSpec, error) {
 		return config.SinkSpec{}, err
 	}
 	spec := sel[0]
-	switch {
-	case spec.Kind == config.KindMetrics:
-		return spec, fmt.Errorf("sink %s is the metrics sink: its counters live in the process that serves them, so there is nothing to replay into", name)
-	case to == "":
-	case spec.Webhook != nil:
-		w := *spec.Webhook
-		w.URL = to
-		spec.Webhook = &w
-	case spec.Tracer != nil && spec.Kind == config.KindLog:
-		t := *spec.Tracer
-		t.Path = to
-		spec.Tracer = &t
-	default:
-		return spec, fmt.Errorf("--to applies to webhooks (a URL) and log tracers (a directory), not to sink %s of type %s", name, spec.Kind)
+	if spec.Factory.NoReplay != "" {
+		return spec, fmt.Errorf("sink %s is the %s sink: %s", name, spec.Kind, spec.Factory.NoReplay)
 	}
+	if to == "" {
+		return spec, nil
+	}
+	r, ok := spec.Config.(sink.Redirecter)
+	if !ok {
+		return spec, fmt.Errorf("--to does not apply to sink %s of type %s: it has no destination to point elsewhere", name, spec.Kind)
+	}
+	redirected, err := r.Redirect(to)
+	if err != nil {
+		return spec, fmt.Errorf("--to: %w", err)
+	}
+	spec.Config = redirected
 	return spec, nil
 }
 

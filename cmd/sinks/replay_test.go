@@ -393,7 +393,7 @@ enable = true
 		{[]string{"--sink", "log", "--from-seq", "9", "--to-seq", "3"}, "--to-seq 3 is before --from-seq 9"},
 		{[]string{"--sink", "log", "--from-seq", "x"}, "invalid value \"x\" for flag -from-seq"},
 		{[]string{"--sink", "metrics", "--since", "1h"}, "sink metrics is the metrics sink"},
-		{[]string{"--sink", "console", "--since", "1h", "--to", "/tmp"}, "--to applies to webhooks (a URL) and log tracers (a directory)"},
+		{[]string{"--sink", "console", "--since", "1h", "--to", "/tmp"}, "--to applies to a log tracer (a directory), not to a console tracer"},
 		{[]string{"--sink", "siem", "--since", "1h", "--to", "ftp://x"}, "url: want an absolute http:// or https:// URL"},
 		{[]string{"--sink", "log", "--since", "1h", "extra"}, `unexpected argument "extra"`},
 	}

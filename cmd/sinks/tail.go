@@ -10,7 +10,6 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/app"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 )
@@ -95,7 +94,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *asJSON {
 		format = "json"
 	}
-	out, err := tracer.New("tail", &config.Tracer{Type: config.KindStdout, Format: format}, tracer.Options{Stdout: stdout})
+	out, err := tracer.New("tail", &tracer.Config{Type: tracer.TypeStdout, Format: format}, tracer.Options{Stdout: stdout})
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func TestStoppedWhileStarting(t *testing.T) {
 	m, h := obs.NewMetrics(), obs.NewHealth()
 	for name, run := range map[string]func(context.Context) error{
 		"sink runner": pipeline.NewSinkRunner(env.JS, "x", nopSink{}, pipeline.SinkOptionsFrom(c), zerolog.Nop(), m, h).Run,
-		"router": pipeline.NewRouter(env.JS, pipeline.NewTable([]config.SinkSpec{{Name: "x", Kind: config.KindLog}}, c.Levels),
+		"router": pipeline.NewRouter(env.JS, pipeline.NewTable([]config.SinkSpec{{Name: "x", Kind: "log"}}, c.Levels),
 			pipeline.RouterOptionsFrom(c), zerolog.Nop(), m, h).Run,
 	} {
 		err := run(ctx)

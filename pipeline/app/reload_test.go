@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 )
 
 // TestKeepUnreloadable: what a running process cannot change keeps its
@@ -65,8 +66,8 @@ path = "logs"
 	if next.NATS.Listen != "127.0.0.1:4222" || next.Router.Workers != 2 || next.Sinks.Batch != 500 || next.Publisher.Listen != "127.0.0.1:8025" {
 		t.Errorf("unreloadable settings not kept: nats %s, workers %d, batch %d, ingest %s", next.NATS.Listen, next.Router.Workers, next.Sinks.Batch, next.Publisher.Listen)
 	}
-	if next.Sinks.MaxBackoff.D() != 5*time.Second || next.Publisher.Token != "new" || next.Tracers["log"].Level != "trace" {
-		t.Errorf("reloadable settings not taken: max-backoff %s, token %q, level %s", next.Sinks.MaxBackoff.D(), next.Publisher.Token, next.Tracers["log"].Level)
+	if next.Sinks.MaxBackoff.D() != 5*time.Second || next.Publisher.Token != "new" || next.Sink("log").Config.(*tracer.Config).Level != "trace" {
+		t.Errorf("reloadable settings not taken: max-backoff %s, token %q, level %s", next.Sinks.MaxBackoff.D(), next.Publisher.Token, next.Sink("log").Config.(*tracer.Config).Level)
 	}
 	if kept := KeepUnreloadable(running, parse(`
 [nats]

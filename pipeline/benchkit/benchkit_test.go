@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -234,7 +233,7 @@ func (failing) Close(context.Context) error                  { return nil }
 // each published event.
 func TestTimedSink(t *testing.T) {
 	dir := t.TempDir()
-	tr, err := tracer.New("log", &config.Tracer{Type: "log", Path: dir, Prefix: "t", Format: "json", Rotate: "never"}, tracer.Options{})
+	tr, err := tracer.New("log", &tracer.Config{Type: "log", Path: dir, Prefix: "t", Format: "json", Rotate: "never"}, tracer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

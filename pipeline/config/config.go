@@ -37,16 +37,18 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Tracing   Tracing             `toml:"tracing"`
-	Tracers   map[string]*Tracer  `toml:"tracer"`
-	Webhooks  map[string]*Webhook `toml:"webhook"`
-	Metrics   Metrics             `toml:"metrics"`
-	NATS      NATS                `toml:"nats"`
-	Streams   Streams             `toml:"streams"`
-	Publisher Publisher           `toml:"publisher"`
-	Router    Router              `toml:"router"`
-	Sinks     SinksSection        `toml:"sinks"`
-	Logging   Logging             `toml:"logging"`
+	Tracing   Tracing      `toml:"tracing"`
+	NATS      NATS         `toml:"nats"`
+	Streams   Streams      `toml:"streams"`
+	Publisher Publisher    `toml:"publisher"`
+	Router    Router       `toml:"router"`
+	Sinks     SinksSection `toml:"sinks"`
+	Logging   Logging      `toml:"logging"`
+
+	// SinkSections are the sinks' sections ([tracer.<id>], [webhook.<id>],
+	// [metrics]), each decoded by its kind (package sink's registry),
+	// sorted as the file orders sections: tracers, webhooks, metrics.
+	SinkSections []*SinkSection `toml:"-"`
 
 	// Levels is the compiled `[tracing.level]` table (set by Load/Default).
 	Levels *catalog.Levels `toml:"-"`
@@ -72,67 +74,6 @@ type Tracing struct {
 	Overrides map[string]catalog.Level `toml:"-"`
 }
 
-// Tracer is a Stalwart `[tracer.<id>]` logger.
-type Tracer struct {
-	Type           string   `toml:"type"` // log, console, stdout
-	Enable         *bool    `toml:"enable"`
-	Level          string   `toml:"level"`
-	DisabledEvents []string `toml:"disabled-events"`
-	Events         []string `toml:"events"`
-	EventsPolicy   string   `toml:"events-policy"` // include (default when events is set) or exclude
-	Path           string   `toml:"path"`
-	Prefix         string   `toml:"prefix"`
-	Rotate         string   `toml:"rotate"` // daily, hourly, never
-	Format         string   `toml:"format"` // json or text
-	Ansi           bool     `toml:"ansi"`
-	Multiline      bool     `toml:"multiline"`
-	Lossy          bool     `toml:"lossy"` // accepted for Stalwart compatibility; mailtel never drops
-	// Buffered is accepted for Stalwart compatibility.
-	Buffered any `toml:"buffered"`
-	// DiscardAfter and MaxBackoff override [sinks] for this sink.
-	DiscardAfter Duration `toml:"discard-after"`
-	MaxBackoff   Duration `toml:"max-backoff"`
-}
-
-// Webhook is a Stalwart `[webhook.<id>]` receiver.
-type Webhook struct {
-	Enable            *bool             `toml:"enable"`
-	URL               string            `toml:"url"`
-	Events            []string          `toml:"events"`
-	EventsPolicy      string            `toml:"events-policy"`
-	SignatureKey      string            `toml:"signature-key"`
-	Headers           map[string]string `toml:"headers"`
-	Auth              BasicAuth         `toml:"auth"`
-	Timeout           Duration          `toml:"timeout"`
-	Throttle          Duration          `toml:"throttle"`
-	BatchSize         int               `toml:"batch-size"`
-	Concurrency       int               `toml:"concurrency"`
-	AllowInvalidCerts bool              `toml:"allow-invalid-certs"`
-	Lossy             bool              `toml:"lossy"` // accepted; mailtel never drops, see discard-after
-	// DiscardAfter and MaxBackoff override [sinks] for this sink.
-	// Stalwart's discard-after (5m there) drops events; mailtel's retries
-	// them until they have failed this long, then dead-letters them.
-	DiscardAfter Duration `toml:"discard-after"`
-	MaxBackoff   Duration `toml:"max-backoff"`
-}
-
-
-// Metrics is the `[metrics]` section.
-type Metrics struct {
-	Prometheus     Prometheus `toml:"prometheus"`
-	DisabledEvents []string   `toml:"disabled-events"`
-	// OpenTelemetry is accepted (and ignored) so a pasted Stalwart section loads.
-	OpenTelemetry any `toml:"open-telemetry"`
-}
-
-// Prometheus is `[metrics.prometheus]`.
-type Prometheus struct {
-	Enable        bool      `toml:"enable"`
-	Listen        string    `toml:"listen"`
-	Auth          BasicAuth `toml:"auth"`
-	StalwartNames bool      `toml:"stalwart-names"`
-}
-
 // NATS is `[nats]`: where the pipeline's NATS server is, and how to
 // authenticate to it.
 //
@@ -154,8 +95,8 @@ type NATS struct {
 	StoreDir    string `toml:"store-dir"`
 	Credentials string `toml:"credentials"`
 	User        string `toml:"user"`
-	Password    string `toml:"password"`
-	Token       string `toml:"token"`
+	Password    string `toml:"password" secret:"true"`
+	Token       string `toml:"token" secret:"true"`
 	TLS         TLS    `toml:"tls"`
 	Name        string `toml:"name"`
 }
@@ -250,10 +191,10 @@ type Publisher struct {
 	Listen       string `toml:"listen"`
 	MaxBody      Size   `toml:"max-body"`
 	MaxInFlight  int    `toml:"max-in-flight"`
-	Token        string `toml:"token"`
+	Token        string `toml:"token" secret:"true"`
 	User         string `toml:"user"`
-	Password     string `toml:"password"`
-	SignatureKey string `toml:"signature-key"`
+	Password     string `toml:"password" secret:"true"`
+	SignatureKey string `toml:"signature-key" secret:"true"`
 	// Limits on one event; events beyond them are rejected and dead-lettered.
 	MaxFields int  `toml:"max-fields"`
 	MaxDepth  int  `toml:"max-depth"`
@@ -310,26 +251,6 @@ type SinksSection struct {
 type Retry struct {
 	DiscardAfter Duration `toml:"discard-after"`
 	MaxBackoff   Duration `toml:"max-backoff"`
-}
-
-// RetryOf returns the retry settings of one sink: its own where set, else
-// those of [sinks].
-func (c *Config) RetryOf(spec SinkSpec) Retry {
-	r := c.Sinks.Retry
-	var own Retry
-	switch {
-	case spec.Tracer != nil:
-		own = Retry{spec.Tracer.DiscardAfter, spec.Tracer.MaxBackoff}
-	case spec.Webhook != nil:
-		own = Retry{spec.Webhook.DiscardAfter, spec.Webhook.MaxBackoff}
-	}
-	if own.DiscardAfter > 0 {
-		r.DiscardAfter = own.DiscardAfter
-	}
-	if own.MaxBackoff > 0 {
-		r.MaxBackoff = own.MaxBackoff
-	}
-	return r
 }
 
 // Logging is `[logging]`: the processes' own logs.
@@ -389,7 +310,6 @@ func ParseWith(data []byte, adjust func(*Config)) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
-	errs = dropForeignTracerKeys(errs, c)
 	c.applyDefaults()
 	errs = append(errs, c.expandSecrets()...)
 	n := len(errs) // those of decoding and secrets: about what the file says
@@ -437,7 +357,9 @@ func redactParseError(err error) error {
 	return fmt.Errorf("%s: %s", where, msg)
 }
 
-var sections = map[string]bool{"tracing": true, "tracer": true, "webhook": true, "metrics": true,
+// sections are the top-level tables of mailtel's own settings; the sink
+// sections come from package sink's registry.
+var sections = map[string]bool{"tracing": true,
 	"nats": true, "streams": true, "publisher": true, "router": true, "sinks": true, "logging": true}
 
 func (c *Config) applyDefaults() {
@@ -507,38 +429,9 @@ func (c *Config) applyDefaults() {
 		c.Sinks.AckWait = Duration(60 * time.Second)
 	}
 	def(&c.Sinks.HTTP, "127.0.0.1:9102")
-	def(&c.Metrics.Prometheus.Listen, "127.0.0.1:9100")
 	def(&c.Logging.Level, "info")
 	def(&c.Logging.Format, "console")
-	for _, t := range c.Tracers {
-		if t == nil {
-			continue
-		}
-		def(&t.Level, "info")
-		def(&t.Rotate, "daily")
-		def(&t.Prefix, "mailtel")
-		if t.Type == KindConsole || t.Type == KindStdout {
-			def(&t.Format, "text") // what a person reads, as Stalwart prints it
-		}
-		def(&t.Format, "json")
-		if len(t.Events) > 0 {
-			def(&t.EventsPolicy, "include")
-		}
-	}
-	for _, w := range c.Webhooks {
-		if w == nil {
-			continue
-		}
-		if w.Timeout == 0 {
-			w.Timeout = Duration(30 * time.Second)
-		}
-		if w.Throttle == 0 {
-			w.Throttle = Duration(time.Second)
-		}
-		defInt(&w.BatchSize, 100)
-		defInt(&w.Concurrency, 4)
-		def(&w.EventsPolicy, "include")
-	}
+	c.addSingles()
 }
 
 // Validate checks the whole configuration and returns every error found,
@@ -579,71 +472,7 @@ func (c *Config) Validate() error {
 		}
 		names[name] = path
 	}
-	for _, id := range sortedKeys(c.Tracers) {
-		t, p := c.Tracers[id], "tracer."+id
-		if t == nil || (t.Enable != nil && !*t.Enable) {
-			continue
-		}
-		claim(id, p)
-		switch t.Type {
-		case "log":
-			if t.Path == "" {
-				add(p+".path", "required for a log tracer")
-			}
-		case "console", "stdout":
-		case "":
-			add(p+".type", "required (log, console or stdout)")
-		default:
-			add(p+".type", "unsupported tracer type %q (mailtel supports log, console, stdout; set enable = false to keep it in the file)", t.Type)
-		}
-		if _, err := catalog.ParseLevel(t.Level); err != nil {
-			add(p+".level", "%v", err)
-		}
-		switch t.Rotate {
-		case "daily", "hourly", "never":
-		default:
-			add(p+".rotate", "want daily, hourly or never, not %q", t.Rotate)
-		}
-		switch t.Format {
-		case "json", "text":
-		default:
-			add(p+".format", "want json or text, not %q", t.Format)
-		}
-		checkPatterns(p+".disabled-events", t.DisabledEvents, add, warn)
-		checkPatterns(p+".events", t.Events, add, warn)
-		checkPolicy(p+".events-policy", t.EventsPolicy, add)
-	}
-	for _, id := range sortedKeys(c.Webhooks) {
-		w, p := c.Webhooks[id], "webhook."+id
-		if w == nil || (w.Enable != nil && !*w.Enable) {
-			continue
-		}
-		claim(id, p)
-		if w.URL == "" {
-			add(p+".url", "required")
-		} else if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
-			add(p+".url", "want an http:// or https:// URL")
-		} else if u, err := value.ParseURL(w.URL); err != nil {
-			add(p+".url", "%v", err) // never the URL: it may hold a password or a key
-		} else if u.Host == "" {
-			add(p+".url", "want an http:// or https:// URL with a host")
-		}
-		if len(w.Events) == 0 {
-			add(p+".events", "required: the events this webhook receives (e.g. [\"auth.*\"] or [\"*\"])")
-		}
-		checkPatterns(p+".events", w.Events, add, warn)
-		checkPolicy(p+".events-policy", w.EventsPolicy, add)
-		if w.BatchSize < 1 {
-			add(p+".batch-size", "must be at least 1")
-		}
-		if w.Concurrency < 1 {
-			add(p+".concurrency", "must be at least 1")
-		}
-	}
-	if c.Metrics.Prometheus.Enable {
-		claim("metrics", "metrics.prometheus")
-	}
-	checkPatterns("metrics.disabled-events", c.Metrics.DisabledEvents, add, warn)
+	c.validateSinks(claim, add, warn)
 
 	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
 		add("streams.replicas", "must be between 1 and 5")
@@ -658,9 +487,7 @@ func (c *Config) Validate() error {
 			c.Streams.RoutedDuplicates.D(), c.Router.AckWait.D())
 	}
 	for i, name := range c.Router.ServerFanOut {
-		_, tracer := c.Tracers[name]
-		_, webhook := c.Webhooks[name]
-		if !tracer && !webhook && name != "metrics" {
+		if c.Sink(name) == nil {
 			add(fmt.Sprintf("router.server-fan-out[%d]", i), "%q is not a sink of this file ([tracer.*], [webhook.*] or metrics)", name)
 		}
 	}
@@ -677,16 +504,6 @@ func (c *Config) Validate() error {
 		add("sinks.max-deliver", "no longer used: a failing write is retried until it has failed for discard-after (%s), then dead-lettered; remove the key, and set [sinks] discard-after to change that", c.Sinks.DiscardAfter.D())
 	}
 	c.checkRetry("sinks", c.Sinks.Retry, add)
-	for _, id := range sortedKeys(c.Tracers) {
-		if t := c.Tracers[id]; t != nil {
-			c.checkRetry("tracer."+id, Retry{t.DiscardAfter, t.MaxBackoff}, add)
-		}
-	}
-	for _, id := range sortedKeys(c.Webhooks) {
-		if w := c.Webhooks[id]; w != nil {
-			c.checkRetry("webhook."+id, Retry{w.DiscardAfter, w.MaxBackoff}, add)
-		}
-	}
 	if c.Publisher.MaxInFlight < 1 {
 		add("publisher.max-in-flight", "must be at least 1")
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailtel/mailtel/catalog"
 	"github.com/mailtel/mailtel/pipeline/config/value"
+	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 )
 
 func TestLoadStalwartPaste(t *testing.T) {
@@ -42,8 +43,8 @@ func TestLoadStalwartPaste(t *testing.T) {
 	if c.Streams.MaxBytes != 10<<30 {
 		t.Errorf("streams.max-bytes = %d", c.Streams.MaxBytes)
 	}
-	if c.Webhooks["siem"].DiscardAfter.D() != 24*time.Hour || c.Webhooks["siem"].Headers["X-Tenant"] != "mail" {
-		t.Errorf("webhook.siem = %+v", c.Webhooks["siem"])
+	if w := c.Sink("siem").Config.(*webhook.Config); w.DiscardAfter.D() != 24*time.Hour || w.Headers["X-Tenant"] != "mail" {
+		t.Errorf("webhook.siem = %+v", w)
 	}
 }
 
@@ -113,7 +114,7 @@ replicas = 9
 		{"bad size", "[streams]\nmax-bytes = \"10 parsecs\"\n", []string{"invalid size"}},
 		{"webhook url that does not parse", "[webhook.w]\nurl = \"https://u:pa55%zz@h/hook?key=k3y\"\nevents = [\"*\"]\n", []string{"webhook.w.url: not a valid URL: a bad %-escape"}},
 		{"webhook url without host", "[webhook.w]\nurl = \"https:///hook\"\nevents = [\"*\"]\n", []string{"webhook.w.url: want an http:// or https:// URL with a host"}},
-		{"metrics name taken", "[tracer.metrics]\ntype = \"stdout\"\n[metrics.prometheus]\nenable = true\n", []string{"metrics.prometheus: sink name \"metrics\" is already used by tracer.metrics"}},
+		{"metrics name taken", "[tracer.metrics]\ntype = \"stdout\"\n[metrics.prometheus]\nenable = true\n", []string{"metrics: sink name \"metrics\" is already used by tracer.metrics"}},
 		{"not toml", "[[[", []string{"parse:"}},
 		{"max-deliver is gone", "[sinks]\nmax-deliver = 10\n", []string{"sinks.max-deliver: no longer used", "discard-after"}},
 		{"discard-after beyond retention", "[streams]\nmax-age = \"2d\"\n[webhook.w]\nurl = \"http://h/\"\nevents = [\"*\"]\ndiscard-after = \"3d\"\n", []string{"webhook.w.discard-after: 72h0m0s is longer than streams.max-age (48h0m0s)"}},
@@ -214,8 +215,8 @@ headers = { "X-Api-Key" = "%{env:MAILTEL_TEST_TOKEN}%" }
 		t.Fatal(err)
 	}
 	if c.Publisher.Token != "from-env" || c.Publisher.SignatureKey != "from-file" ||
-		c.Webhooks["w"].SignatureKey != "literal" || c.Webhooks["w"].Headers["X-Api-Key"] != "from-env" {
-		t.Errorf("secrets not expanded: %+v %+v", c.Publisher, c.Webhooks["w"])
+		c.Sink("w").Config.(*webhook.Config).SignatureKey != "literal" || c.Sink("w").Config.(*webhook.Config).Headers["X-Api-Key"] != "from-env" {
+		t.Errorf("secrets not expanded: %+v %+v", c.Publisher, c.Sink("w").Config)
 	}
 
 	_, err = Parse([]byte("[publisher]\ntoken = \"%{env:MAILTEL_TEST_UNSET_VAR}%\"\npassword = \"%{file:/nonexistent/secret}%\"\n"))

@@ -32,7 +32,10 @@ func decode(data string, c *Config) ([]error, error) {
 		}
 		name := k[0]
 		seen[name] = true
+		sinkSec, isSink := isSinkSection(name)
 		switch {
+		case isSink:
+			decodeSinks(&md, top[name], sinkSec, c, &errs)
 		case sections[name]:
 			decodeValue(&md, top[name], rv.FieldByIndex(fields[name]), toml.Key{name}, &errs)
 		case stalwartSections[name]:
@@ -80,7 +83,7 @@ func decodeValue(md *toml.MetaData, prim toml.Primitive, fv reflect.Value, path 
 			p := append(path[:len(path):len(path)], k)
 			idx, ok := fields[k]
 			if !ok {
-				*errs = append(*errs, &unknownKeyError{p, suggest(k, knownKeys(path))})
+				*errs = append(*errs, &unknownKeyError{p, suggest(k, sortedKeys(fields))})
 				continue
 			}
 			decodeValue(md, m[k], fv.FieldByIndex(idx), p, errs)
@@ -210,21 +213,3 @@ type unknownKeyError struct {
 }
 
 func (e *unknownKeyError) Error() string { return e.path.String() + ": unknown key" + e.hint }
-
-// dropForeignTracerKeys removes the unknown-key errors of tracers of a
-// type mailtel does not run (Stalwart's open-telemetry or journal tracers):
-// their keys are Stalwart's, not typos. A disabled one is accepted whole;
-// an enabled one gets the one error that matters, its type (Validate).
-func dropForeignTracerKeys(errs []error, c *Config) []error {
-	out := errs[:0]
-	for _, err := range errs {
-		if e, ok := err.(*unknownKeyError); ok && len(e.path) >= 3 && e.path[0] == "tracer" {
-			if t := c.Tracers[e.path[1]]; t != nil && t.Type != "" &&
-				t.Type != "log" && t.Type != KindConsole && t.Type != KindStdout {
-				continue
-			}
-		}
-		out = append(out, err)
-	}
-	return out
-}

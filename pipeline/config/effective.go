@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/config/value"
+	"github.com/mailtel/mailtel/pipeline/sink"
 )
 
 // RedactedSecret is what EffectiveTOML and EffectiveJSON print for a
@@ -85,32 +86,68 @@ type table []entry
 
 // effectiveTree builds the table EffectiveTOML and EffectiveJSON print.
 func (c *Config) effectiveTree() *table {
-	e := *c
-	e.Tracers = make(map[string]*Tracer, len(c.Tracers))
-	for id, t := range c.Tracers {
-		if t != nil {
-			cp := *t
-			r := c.RetryOf(SinkSpec{Tracer: t})
-			cp.DiscardAfter, cp.MaxBackoff = r.DiscardAfter, r.MaxBackoff
-			t = &cp
-		}
-		e.Tracers[id] = t
-	}
-	e.Webhooks = make(map[string]*Webhook, len(c.Webhooks))
-	for id, w := range c.Webhooks {
-		if w != nil {
-			cp := *w
-			r := c.RetryOf(SinkSpec{Webhook: w})
-			cp.DiscardAfter, cp.MaxBackoff = r.DiscardAfter, r.MaxBackoff
-			w = &cp
-		}
-		e.Webhooks[id] = w
-	}
 	b := effectiveBuilder{c: c, secrets: map[string]bool{}}
 	for path := range c.secretFields() {
 		b.secrets[path] = true
 	}
-	return b.value(reflect.ValueOf(&e).Elem(), nil).(*table)
+	return b.tree()
+}
+
+// tree is the whole configuration: mailtel's own sections, with the sink
+// sections after [tracing], as a Stalwart file has them.
+func (b *effectiveBuilder) tree() *table {
+	core := b.value(reflect.ValueOf(b.c).Elem(), nil).(*table)
+	out := table{}
+	for _, e := range *core {
+		out = append(out, e)
+		if e.key == "tracing" {
+			out = append(out, b.sinkTables()...)
+		}
+	}
+	return &out
+}
+
+// sinkTables returns one entry per sink section of the registry, in
+// Stalwart's order: a keyed section ([webhook]) is there even when empty.
+// A sink's discard-after and max-backoff are resolved (its own, else
+// [sinks]'); a disabled tracer of a type mailtel does not run prints only
+// its type and enable = false.
+func (b *effectiveBuilder) sinkTables() []entry {
+	secs := sink.Sections()
+	sort.SliceStable(secs, func(i, j int) bool { return sectionRank(secs[i].Name) < sectionRank(secs[j].Name) })
+	var out []entry
+	for _, sec := range secs {
+		keyed := &table{}
+		for _, s := range b.c.SinkSections {
+			if s.Section != sec.Name {
+				continue
+			}
+			t := &table{{"type", s.ForeignType}, {"enable", false}}
+			if s.Config != nil {
+				t = b.value(reflect.ValueOf(s.Config).Elem(), strings.Split(s.Path(), ".")).(*table)
+				if _, ok := s.Config.(interface{ RetryOverride() sink.Retry }); ok {
+					r := b.c.RetryOf(SinkSpec{Config: s.Config})
+					for i := range *t {
+						switch (*t)[i].key {
+						case "discard-after":
+							(*t)[i].value = value.FormatDuration(r.DiscardAfter.D())
+						case "max-backoff":
+							(*t)[i].value = value.FormatDuration(r.MaxBackoff.D())
+						}
+					}
+				}
+			}
+			if sec.Single {
+				out = append(out, entry{sec.Name, t})
+			} else {
+				*keyed = append(*keyed, entry{s.ID, t})
+			}
+		}
+		if !sec.Single {
+			out = append(out, entry{sec.Name, keyed})
+		}
+	}
+	return out
 }
 
 type effectiveBuilder struct {
@@ -139,6 +176,11 @@ func (b *effectiveBuilder) value(v reflect.Value, path []string) any {
 			*levels = append(*levels, entry{id, b.c.Tracing.Overrides[id].String()})
 		}
 		return levels
+	}
+	if v.CanInterface() {
+		if pr, ok := v.Interface().(sink.Printer); ok {
+			return pr.Print()
+		}
 	}
 	switch v.Kind() {
 	case reflect.Pointer:

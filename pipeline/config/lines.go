@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -152,7 +151,7 @@ func (c *Config) values() map[string]string {
 		}
 	}
 	b := effectiveBuilder{c: c, raw: true}
-	walk("", b.value(reflect.ValueOf(c).Elem(), nil).(*table))
+	walk("", b.tree())
 	return out
 }
 

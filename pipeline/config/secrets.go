@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 )
 
@@ -42,27 +43,68 @@ func expandSecret(path string, v *string) error {
 	return nil
 }
 
-// secretFields lists every secret of the configuration with its key path.
-func (c *Config) secretFields() map[string]*string {
-	m := map[string]*string{
-		"nats.password":                  &c.NATS.Password,
-		"nats.token":                     &c.NATS.Token,
-		"publisher.token":                &c.Publisher.Token,
-		"publisher.password":             &c.Publisher.Password,
-		"publisher.signature-key":        &c.Publisher.SignatureKey,
-		"metrics.prometheus.auth.secret": &c.Metrics.Prometheus.Auth.Secret,
-	}
-	for id, w := range c.Webhooks {
-		if w == nil {
-			continue
-		}
-		m["webhook."+id+".signature-key"] = &w.SignatureKey
-		m["webhook."+id+".auth.secret"] = &w.Auth.Secret
-		for k, v := range w.Headers {
-			m["webhook."+id+".headers."+k] = &v
+// secretRef reads and writes one secret value.
+type secretRef struct {
+	get func() string
+	set func(string)
+}
+
+// secretFields lists every secret of the configuration by key path: each
+// field tagged `secret:"true"` in mailtel's own sections and in every sink
+// section (a string, or every value of a map of strings, such as a
+// webhook's headers).
+func (c *Config) secretFields() map[string]secretRef {
+	m := map[string]secretRef{}
+	walkSecrets(reflect.ValueOf(c).Elem(), nil, false, m)
+	for _, s := range c.SinkSections {
+		if s.Config != nil {
+			walkSecrets(reflect.ValueOf(s.Config).Elem(), strings.Split(s.Path(), "."), false, m)
 		}
 	}
 	return m
+}
+
+// walkSecrets adds the secrets of v, the value at path, to m; secret says
+// v itself is tagged secret.
+func walkSecrets(v reflect.Value, path []string, secret bool, m map[string]secretRef) {
+	p := strings.Join(path, ".")
+	switch v.Kind() {
+	case reflect.String:
+		if secret && v.CanSet() {
+			m[p] = secretRef{get: v.String, set: v.SetString}
+		}
+	case reflect.Map:
+		if !secret || v.Type().Elem().Kind() != reflect.String {
+			return
+		}
+		for _, k := range v.MapKeys() {
+			k := k
+			m[p+"."+k.String()] = secretRef{
+				get: func() string { return v.MapIndex(k).String() },
+				set: func(s string) { v.SetMapIndex(k, reflect.ValueOf(s).Convert(v.Type().Elem())) },
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkSecrets(v.Elem(), path, secret, m)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if !f.IsExported() || tag == "-" {
+				continue
+			}
+			sub := path
+			if tag != "" || !f.Anonymous {
+				if tag == "" {
+					tag = f.Name
+				}
+				sub = append(path[:len(path):len(path)], tag)
+			}
+			walkSecrets(v.Field(i), sub, f.Tag.Get("secret") == "true", m)
+		}
+	}
 }
 
 // expandSecrets resolves the %{env:...}% and %{file:...}% macros of every
@@ -71,30 +113,17 @@ func (c *Config) expandSecrets() []error {
 	var errs []error
 	fields := c.secretFields()
 	for _, path := range sortedKeys(fields) {
-		raw := *fields[path]
-		if err := expandSecret(path, fields[path]); err != nil {
+		raw := fields[path].get()
+		v := raw
+		if err := expandSecret(path, &v); err != nil {
 			errs = append(errs, err)
-		} else if *fields[path] != raw {
+		} else if v != raw {
+			fields[path].set(v)
 			if c.refs == nil {
 				c.refs = map[string]string{}
 			}
 			c.refs[path] = raw
 		}
 	}
-	c.syncHeaders(fields)
 	return errs
-}
-
-// syncHeaders writes expanded header values back into the webhook maps.
-func (c *Config) syncHeaders(fields map[string]*string) {
-	for id, w := range c.Webhooks {
-		if w == nil {
-			continue
-		}
-		for k := range w.Headers {
-			if p, ok := fields["webhook."+id+".headers."+k]; ok {
-				w.Headers[k] = *p
-			}
-		}
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/mailtel/mailtel/pipeline/sink"
 )
 
 // stalwartSections are the top-level sections of Stalwart's configuration
@@ -168,6 +169,9 @@ func topSections() []string {
 	}
 	for s := range stalwartSections {
 		out = append(out, s)
+	}
+	for _, s := range sink.Sections() {
+		out = append(out, s.Name)
 	}
 	sort.Strings(out)
 	return out

@@ -11,7 +11,6 @@ import (
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/sink"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/replay"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 	"github.com/mailtel/mailtel/schema"
@@ -101,7 +100,7 @@ func TestRunCountsRetriesAndFailures(t *testing.T) {
 	}}
 	dir := t.TempDir()
 	logSink := func() *tracer.Sink {
-		s, err := tracer.New("log", &config.Tracer{Type: "log", Path: dir, Format: "json"}, tracer.Options{})
+		s, err := tracer.New("log", &tracer.Config{Type: "log", Path: dir, Format: "json"}, tracer.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

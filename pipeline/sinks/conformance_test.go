@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
@@ -27,13 +29,48 @@ import (
 	"github.com/mailtel/mailtel/schema"
 )
 
-// TestConformance runs the sink conformance suite against every kind of
-// sink, each built by sinks.Build from its configuration.
+// TestConformance runs the sink conformance suite against every kind the
+// registry holds, each sink built as a process builds it: from a section
+// of a configuration file, through config.Parse and sinks.Build. A kind
+// registered without a harness here fails the test.
 func TestConformance(t *testing.T) {
-	t.Run("tracer_json", func(t *testing.T) { sinktest.Run(t, tracerHarness("json")) })
-	t.Run("tracer_text", func(t *testing.T) { sinktest.Run(t, tracerHarness("text")) })
-	t.Run("webhook", func(t *testing.T) { sinktest.Run(t, webhookHarness) })
-	t.Run("metrics", func(t *testing.T) { sinktest.Run(t, metricsHarness) })
+	harnesses := map[string]map[string]sinktest.Factory{
+		"log":            {"json": tracerHarness("json"), "text": tracerHarness("text")},
+		"console":        {"text": consoleHarness("console")},
+		"stdout":         {"json": consoleHarness("stdout")},
+		"webhook":        {"": webhookHarness},
+		"metrics":        {"": metricsHarness},
+		"open-telemetry": {"": otelHarness},
+	}
+	for _, f := range sink.Factories() {
+		hs, ok := harnesses[f.Kind]
+		if !ok {
+			t.Errorf("sink kind %s (section %s) has no conformance harness: add one here", f.Kind, f.Section)
+			continue
+		}
+		for variant, h := range hs {
+			name := f.Kind
+			if variant != "" {
+				name += "_" + variant
+			}
+			t.Run(name, func(t *testing.T) { sinktest.Run(t, h) })
+		}
+	}
+}
+
+// specFrom parses doc, a configuration with one sink section, and returns
+// that sink's spec.
+func specFrom(t *testing.T, doc string) config.SinkSpec {
+	t.Helper()
+	c, err := config.Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("parse %q: %v", doc, err)
+	}
+	specs := c.SinkSpecs()
+	if len(specs) != 1 {
+		t.Fatalf("parse %q: %d sinks, want 1", doc, len(specs))
+	}
+	return specs[0]
 }
 
 func build(t *testing.T, spec config.SinkSpec, o sinks.Options) sink.Sink {
@@ -55,8 +92,7 @@ func build(t *testing.T, spec config.SinkSpec, o sinks.Options) sink.Sink {
 func tracerHarness(format string) sinktest.Factory {
 	return func(t *testing.T) *sinktest.Harness {
 		dir := t.TempDir()
-		spec := config.SinkSpec{Name: sinktest.DefaultName, Kind: config.KindLog,
-			Tracer: &config.Tracer{Type: config.KindLog, Path: dir, Prefix: "conf", Format: format}}
+		spec := specFrom(t, fmt.Sprintf("[tracer.%s]\ntype = \"log\"\npath = %q\nprefix = \"conf\"\nformat = %q\n", sinktest.DefaultName, dir, format))
 		h := &sinktest.Harness{Sink: build(t, spec, sinks.Options{})}
 		h.Written = func(t *testing.T) map[string]int { return readTracer(t, dir, format) }
 		h.Replay = func(t *testing.T) sink.Sink {
@@ -83,23 +119,8 @@ func readTracer(t *testing.T, dir, format string) map[string]int {
 		if err != nil {
 			t.Fatalf("read log: %v", err)
 		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			if format == "json" {
-				var rec struct{ ID string }
-				if err := json.Unmarshal(line, &rec); err != nil || rec.ID == "" {
-					t.Fatalf("%s: line %q is not a JSON event with an id: %v", f, line, err)
-				}
-				got[rec.ID]++
-				continue
-			}
-			m := textID.FindSubmatch(line)
-			if m == nil {
-				t.Fatalf("%s: line %q has no %s field", f, line, sinktest.FieldID)
-			}
-			got[string(m[1])]++
+		for id, n := range readLines(t, data, format) {
+			got[id] += n
 		}
 	}
 	return got
@@ -178,9 +199,8 @@ func webhookHarness(t *testing.T) *sinktest.Harness {
 	rc := &receiver{key: []byte("conformance-key"), got: map[string]int{}}
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)
-	spec := config.SinkSpec{Name: sinktest.DefaultName, Kind: config.KindWebhook, Webhook: &config.Webhook{
-		URL: srv.URL + "/events", SignatureKey: string(rc.key), Timeout: config.Duration(2 * time.Second),
-		BatchSize: 4, Concurrency: 2}}
+	spec := specFrom(t, fmt.Sprintf("[webhook.%s]\nurl = %q\nevents = [\"*\"]\nsignature-key = %q\ntimeout = \"2s\"\nbatch-size = 4\nconcurrency = 2\n",
+		sinktest.DefaultName, srv.URL+"/events", rc.key))
 	return &sinktest.Harness{
 		Sink: build(t, spec, sinks.Options{}),
 		Written: func(t *testing.T) map[string]int {
@@ -202,7 +222,7 @@ func webhookHarness(t *testing.T) *sinktest.Harness {
 // the same sink.
 func metricsHarness(t *testing.T) *sinktest.Harness {
 	reg := prometheus.NewRegistry()
-	spec := config.SinkSpec{Name: sinktest.DefaultName, Kind: config.KindMetrics, Metrics: &config.Metrics{}}
+	spec := specFrom(t, "[metrics.prometheus]\nenable = true\n")
 	h := &sinktest.Harness{Sink: build(t, spec, sinks.Options{Registry: reg}),
 		Key: func(ev *schema.Event) string { return ev.Type }}
 	h.Written = func(t *testing.T) map[string]int {
@@ -227,4 +247,51 @@ func metricsHarness(t *testing.T) *sinktest.Harness {
 	}
 	h.Replay = func(*testing.T) sink.Sink { return h.Sink }
 	return h
+}
+
+// consoleHarness is a console or stdout tracer (typ) writing to a buffer
+// in its default format (text for console) or JSON (stdout, as set here).
+// Written reads the lines back. Writing to a buffer cannot fail: Fail is
+// nil. A console tracer remembers the ids it printed recently, so Replay
+// returns the same sink.
+func consoleHarness(typ string) sinktest.Factory {
+	return func(t *testing.T) *sinktest.Harness {
+		var out pipelinetest.SyncBuffer
+		doc := fmt.Sprintf("[tracer.%s]\ntype = %q\n", sinktest.DefaultName, typ)
+		format := "text"
+		if typ == "stdout" {
+			doc += "format = \"json\"\n"
+			format = "json"
+		}
+		h := &sinktest.Harness{Sink: build(t, specFrom(t, doc), sinks.Options{Stdout: &out})}
+		h.Written = func(t *testing.T) map[string]int { return readLines(t, []byte(out.String()), format) }
+		h.Replay = func(*testing.T) sink.Sink { return h.Sink }
+		return h
+	}
+}
+
+// readLines counts the event ids of JSON lines (their "id") or text lines
+// (their sinktest.FieldID field; Stalwart's line has no id).
+func readLines(t *testing.T, data []byte, format string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if format == "json" {
+			var rec struct{ ID string }
+			if err := json.Unmarshal(line, &rec); err != nil || rec.ID == "" {
+				t.Fatalf("line %q is not a JSON event with an id: %v", line, err)
+			}
+			got[rec.ID]++
+			continue
+		}
+		m := textID.FindSubmatch(line)
+		if m == nil {
+			t.Fatalf("line %q has no %s field", line, sinktest.FieldID)
+		}
+		got[string(m[1])]++
+	}
+	return got
 }

@@ -1,6 +1,7 @@
 package sinks_test
 
 import (
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -11,17 +12,10 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/sinks"
 	"github.com/mailtel/mailtel/pipeline/sinks/otel"
 	"github.com/mailtel/mailtel/pipeline/sinktest"
 )
-
-// TestOTelConformance runs the sink conformance suite against the
-// OpenTelemetry sink. The sink is not in sinks.Build yet (it waits for the
-// plugin registry), so the harness builds it with otel.New; the suite
-// lives here because it needs the engine, which package otel must not
-// import, even in its tests.
-func TestOTelConformance(t *testing.T) { sinktest.Run(t, otelHarness) }
 
 // otlpReceiver is an OTLP/HTTP logs receiver on 127.0.0.1 that decodes
 // each request as a collector does and answers as its mode says: 200
@@ -95,15 +89,8 @@ func otelHarness(t *testing.T) *sinktest.Harness {
 	rc := &otlpReceiver{got: map[string]int{}}
 	srv := httptest.NewServer(rc)
 	t.Cleanup(srv.Close)
-	cfg := otel.DefaultConfig()
-	cfg.Endpoint = srv.URL + "/v1/logs"
-	cfg.Timeout = config.Duration(2 * time.Second)
-	cfg.Throttle = 0
-	cfg.BatchSize, cfg.Concurrency = 4, 2
-	s, err := otel.New(sinktest.DefaultName, cfg, otel.Options{})
-	if err != nil {
-		t.Fatalf("otel.New: %v", err)
-	}
+	s := build(t, specFrom(t, fmt.Sprintf("[tracer.%s]\ntype = \"open-telemetry\"\nendpoint = %q\ntimeout = \"2s\"\nthrottle = 0\nbatch-size = 4\nconcurrency = 2\n",
+		sinktest.DefaultName, srv.URL+"/v1/logs")), sinks.Options{})
 	return &sinktest.Harness{
 		Sink: s,
 		Written: func(t *testing.T) map[string]int {

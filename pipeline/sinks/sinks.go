@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,11 +20,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/delivery"
-	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/pipeline/sink"
-	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
-	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
-	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 )
 
 // Options are what sinks need beyond their configuration.
@@ -47,21 +44,21 @@ type Options struct {
 	Log zerolog.Logger
 }
 
-// Build creates the sink described by spec.
+// Build creates the sink described by spec, with the factory of its kind.
 func Build(spec config.SinkSpec, o Options) (sink.Sink, error) {
-	switch spec.Kind {
-	case config.KindLog, config.KindConsole, config.KindStdout:
-		out := o.Stdout
-		if out == nil {
-			out = os.Stdout
-		}
-		return tracer.New(spec.Name, spec.Tracer, tracer.Options{Instance: o.Instance, AnySlot: o.AnySlot, Stdout: out, Log: o.Log})
-	case config.KindWebhook:
-		return webhook.New(spec.Name, spec.Webhook, webhook.Options{})
-	case config.KindMetrics:
-		return metrics.New(spec.Name, spec.Metrics, o.Registry)
+	if spec.Factory == nil || spec.Config == nil {
+		return nil, fmt.Errorf("sink %s: no kind or configuration", spec.Name)
 	}
-	return nil, fmt.Errorf("sink %s: unknown kind %q", spec.Name, spec.Kind)
+	out := o.Stdout
+	if out == nil {
+		out = os.Stdout
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return spec.Factory.New(spec.Config, sink.Settings{Name: spec.Name, Instance: o.Instance, AnySlot: o.AnySlot,
+		Stdout: out, Registry: reg, Log: o.Log})
 }
 
 // Select returns the specs named in names (every spec when names is
@@ -127,7 +124,6 @@ type running struct {
 	sink   sink.Sink
 	cancel context.CancelFunc
 	done   chan struct{} // closed when its runner has returned
-	stop   func()        // stops what else it started (the metrics endpoint)
 }
 
 // Start builds the selected sinks and starts each from its durable
@@ -181,27 +177,15 @@ func (s *Set) start(c *config.Config, spec config.SinkSpec) error {
 	if err != nil {
 		return err
 	}
-	r := &running{spec: spec, retry: pipeline.RetryPolicy(c, spec), sink: built, stop: func() {}, done: make(chan struct{})}
+	r := &running{spec: spec, retry: pipeline.RetryPolicy(c, spec), sink: built, done: make(chan struct{})}
 	if spec.ServerFanOut {
 		r.routes = pipeline.NewTable([]config.SinkSpec{spec}, c.Levels)
 	}
-	if spec.Kind == config.KindMetrics {
-		addr, stop, err := metrics.Serve(s.ctx, &spec.Metrics.Prometheus, s.o.Registry)
-		if obs.AddrInUse(err) {
-			// Unlike the process's health port, this one does not move
-			// to a free port: Prometheus scrapes one configured address,
-			// and a second metrics sink would count its share of the
-			// events on an endpoint nobody scrapes.
-			err = fmt.Errorf("%w: is another process running the metrics sink %q? It runs in one process only: "+
-				"Prometheus scrapes [metrics.prometheus] listen, and a second metrics sink would count its share of the events "+
-				"where nothing scrapes them (run more instances of the other sinks with --sink NAME)", err, spec.Name)
-		}
-		if err != nil {
+	if st, ok := built.(sink.Starter); ok {
+		if err := st.Start(s.ctx); err != nil {
 			built.Close(context.Background())
 			return err
 		}
-		r.stop = stop
-		s.p.Log.Info().Str("listen", addr).Msg("serving event metrics on /metrics")
 	}
 	s.p.Health.Set("sink:"+spec.Name, fmt.Errorf("starting"))
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -226,7 +210,6 @@ func (s *Set) start(c *config.Config, spec config.SinkSpec) error {
 func (s *Set) halt(r *running) {
 	r.cancel()
 	<-r.done
-	r.stop()
 	if err := r.sink.Close(context.Background()); err != nil {
 		s.p.Log.Error().Err(err).Str("sink", r.spec.Name).Msg("close sink")
 	}
@@ -333,17 +316,29 @@ func sameSink(r *running, c *config.Config, spec config.SinkSpec) bool {
 }
 
 // buildOf is spec without its routing rules: what Build makes a sink of.
+// The rule's keys (sink.RuleKeys) are zeroed in a copy of its config.
 func buildOf(spec config.SinkSpec) config.SinkSpec {
 	spec.Level, spec.Include, spec.Exclude = 0, nil, nil
-	if spec.Tracer != nil {
-		t := *spec.Tracer
-		t.Level, t.Events, t.EventsPolicy, t.DisabledEvents = "", nil, "", nil
-		spec.Tracer = &t
+	if spec.Config == nil {
+		return spec
 	}
-	if spec.Webhook != nil {
-		w := *spec.Webhook
-		w.Events, w.EventsPolicy = nil, ""
-		spec.Webhook = &w
-	}
+	v := reflect.New(reflect.TypeOf(spec.Config).Elem())
+	v.Elem().Set(reflect.ValueOf(spec.Config).Elem())
+	zeroKeys(v.Elem(), sink.RuleKeys)
+	spec.Config = v.Interface().(sink.Config)
 	return spec
+}
+
+// zeroKeys zeroes the fields of struct v whose toml key is in keys.
+func zeroKeys(v reflect.Value, keys []string) {
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		switch {
+		case name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct:
+			zeroKeys(v.Field(i), keys)
+		case slices.Contains(keys, name):
+			v.Field(i).SetZero()
+		}
+	}
 }

@@ -26,9 +26,9 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -80,6 +80,9 @@ var sourceLabels = [nSources]string{"stalwart", "dovecot", OtherSource}
 // reset by a restart anyway. Events without an id are always counted.
 type Sink struct {
 	name string
+	cfg  Config
+	log  zerolog.Logger
+	stop func() // stops what Start serves; nil before Start
 
 	mu        sync.Mutex // serialises Write; guards the caches and seen sets
 	events    *prometheus.CounterVec
@@ -99,7 +102,7 @@ type Sink struct {
 
 // New registers the sink's metrics in reg and returns the sink. It fails
 // when reg already holds metrics of the same names.
-func New(name string, cfg *config.Metrics, reg *prometheus.Registry) (*Sink, error) {
+func New(name string, cfg *Config, reg *prometheus.Registry) (*Sink, error) {
 	if reg == nil {
 		return nil, fmt.Errorf("metrics sink %s: no registry", name)
 	}
@@ -136,6 +139,9 @@ func New(name string, cfg *config.Metrics, reg *prometheus.Registry) (*Sink, err
 		}
 	}
 	s.reg, s.registered = reg, cs
+	if cfg != nil {
+		s.cfg = *cfg
+	}
 	return s, nil
 }
 
@@ -166,6 +172,10 @@ func (s *Sink) Close(context.Context) error {
 		s.reg.Unregister(c)
 	}
 	s.registered = nil
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
 	return nil
 }
 

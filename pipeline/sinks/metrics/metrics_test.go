@@ -14,7 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/sinks/metrics"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -22,7 +22,7 @@ import (
 func newSink(t testing.TB, stalwartNames bool) (*metrics.Sink, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := &config.Metrics{Prometheus: config.Prometheus{StalwartNames: stalwartNames}}
+	cfg := &metrics.Config{Prometheus: metrics.Prometheus{StalwartNames: stalwartNames}}
 	s, err := metrics.New("metrics", cfg, reg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -315,7 +315,7 @@ func TestLint(t *testing.T) {
 	// Lint what a scraper gets from /metrics.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
+	addr, _, err := metrics.Serve(ctx, &metrics.Prometheus{Listen: "127.0.0.1:0"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,10 +344,10 @@ func TestLint(t *testing.T) {
 
 func TestNewTwiceOnOneRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	if _, err := metrics.New("metrics", &config.Metrics{}, reg); err != nil {
+	if _, err := metrics.New("metrics", &metrics.Config{}, reg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := metrics.New("metrics", &config.Metrics{}, reg); err == nil {
+	if _, err := metrics.New("metrics", &metrics.Config{}, reg); err == nil {
 		t.Error("second New on one registry succeeded, want a registration error")
 	}
 }
@@ -377,30 +377,30 @@ func TestServe(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		auth      config.BasicAuth
+		auth      value.BasicAuth
 		setAuth   func(*http.Request)
 		wantCode  int
 		wantInBod string
 	}{
-		{"no auth configured", config.BasicAuth{}, func(*http.Request) {}, 200, metrics.EventsTotal},
-		{"basic: none given", config.BasicAuth{Username: "prom", Secret: "s3cret"}, func(*http.Request) {}, 401, ""},
-		{"basic: wrong secret", config.BasicAuth{Username: "prom", Secret: "s3cret"},
+		{"no auth configured", value.BasicAuth{}, func(*http.Request) {}, 200, metrics.EventsTotal},
+		{"basic: none given", value.BasicAuth{Username: "prom", Secret: "s3cret"}, func(*http.Request) {}, 401, ""},
+		{"basic: wrong secret", value.BasicAuth{Username: "prom", Secret: "s3cret"},
 			func(r *http.Request) { r.SetBasicAuth("prom", "nope") }, 401, ""},
-		{"basic: wrong user", config.BasicAuth{Username: "prom", Secret: "s3cret"},
+		{"basic: wrong user", value.BasicAuth{Username: "prom", Secret: "s3cret"},
 			func(r *http.Request) { r.SetBasicAuth("root", "s3cret") }, 401, ""},
-		{"basic: right", config.BasicAuth{Username: "prom", Secret: "s3cret"},
+		{"basic: right", value.BasicAuth{Username: "prom", Secret: "s3cret"},
 			func(r *http.Request) { r.SetBasicAuth("prom", "s3cret") }, 200, metrics.EventsTotal},
-		{"bearer: none given", config.BasicAuth{Secret: "tok"}, func(*http.Request) {}, 401, ""},
-		{"bearer: wrong", config.BasicAuth{Secret: "tok"},
+		{"bearer: none given", value.BasicAuth{Secret: "tok"}, func(*http.Request) {}, 401, ""},
+		{"bearer: wrong", value.BasicAuth{Secret: "tok"},
 			func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, 401, ""},
-		{"bearer: right", config.BasicAuth{Secret: "tok"},
+		{"bearer: right", value.BasicAuth{Secret: "tok"},
 			func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok") }, 200, metrics.EventsTotal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0", Auth: tt.auth}, reg)
+			addr, _, err := metrics.Serve(ctx, &metrics.Prometheus{Listen: "127.0.0.1:0", Auth: tt.auth}, reg)
 			if err != nil {
 				t.Fatalf("Serve: %v", err)
 			}
@@ -434,7 +434,7 @@ func TestServe(t *testing.T) {
 func TestServeStopsWithContext(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, _, err := metrics.Serve(ctx, &config.Prometheus{Listen: "127.0.0.1:0"}, reg)
+	addr, _, err := metrics.Serve(ctx, &metrics.Prometheus{Listen: "127.0.0.1:0"}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestServeStopsWithContext(t *testing.T) {
 }
 
 func TestServeBadAddress(t *testing.T) {
-	if _, _, err := metrics.Serve(context.Background(), &config.Prometheus{Listen: "127.0.0.1:notaport"}, prometheus.NewRegistry()); err == nil {
+	if _, _, err := metrics.Serve(context.Background(), &metrics.Prometheus{Listen: "127.0.0.1:notaport"}, prometheus.NewRegistry()); err == nil {
 		t.Error("Serve on a bad address succeeded")
 	}
 }

@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/mailtel/mailtel/pipeline/config"
 )
 
 // shutdownTimeout bounds how long Serve waits for scrapes in flight once
@@ -34,7 +33,7 @@ const shutdownTimeout = 5 * time.Second
 // the background until ctx ends or stop is called, then stops, draining
 // scrapes in flight for up to 5s. stop returns once the port is free (a
 // reloaded metrics sink listens on it again).
-func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry) (addr string, stop func(), err error) {
+func Serve(ctx context.Context, cfg *Prometheus, reg *prometheus.Registry) (addr string, stop func(), err error) {
 	if cfg == nil || reg == nil {
 		return "", nil, errors.New("serve metrics: no configuration or registry")
 	}
@@ -64,7 +63,7 @@ func Serve(ctx context.Context, cfg *config.Prometheus, reg *prometheus.Registry
 
 // requireAuth wraps h so that it answers 401 unless the request carries the
 // configured credentials. With no secret configured it returns h.
-func requireAuth(a config.BasicAuth, h http.Handler) http.Handler {
+func requireAuth(a value.BasicAuth, h http.Handler) http.Handler {
 	if a.Secret == "" && a.Username == "" {
 		return h
 	}

@@ -9,9 +9,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/config/value"
+	"github.com/mailtel/mailtel/pipeline/sink"
 )
 
 // Type is the tracer type of this sink in `[tracer.<id>] type`, and Alias
@@ -59,53 +58,51 @@ const (
 // writes what it is given.
 type Config struct {
 	// Type is Type or Alias.
-	Type string `toml:"type"`
+	Type string `toml:"type" doc:"open-telemetry or otel"`
 	// Enable is `enable = false` (the tracer is off) or Stalwart's
 	// `enable.log-exporter` / `enable.span-exporter`.
-	Enable Enable `toml:"enable"`
+	Enable Enable `toml:"enable" doc:"false keeps the section without running it; enable.log-exporter and enable.span-exporter as Stalwart has them"`
 	// Transport is "http" (OTLP/HTTP, protobuf) or "grpc" (OTLP/gRPC).
-	Transport string `toml:"transport"`
+	Transport string `toml:"transport" doc:"http (OTLP/HTTP, protobuf) or grpc (OTLP/gRPC)"`
 	// Endpoint is the collector's URL. For http it is used as is, as
 	// Stalwart uses it (opentelemetry-otlp 0.25 appends no path to a
 	// configured endpoint): write the whole URL, usually ending in
 	// /v1/logs. For grpc only its scheme (http: plaintext, https: TLS),
 	// host and port count; empty means DefaultGRPCEndpoint.
-	Endpoint string `toml:"endpoint"`
+	Endpoint string `toml:"endpoint" doc:"the collector's URL; for http the whole URL, usually ending in /v1/logs"`
 	// Headers are sent with every request (gRPC metadata for grpc).
-	Headers Headers `toml:"headers"`
+	Headers Headers `toml:"headers" secret:"true" doc:"sent with every request (gRPC metadata for grpc): [\"Name: value\"] or a table"`
 	// Timeout bounds one export request.
-	Timeout config.Duration `toml:"timeout"`
+	Timeout value.Duration `toml:"timeout" doc:"bounds one export request"`
 	// Throttle is the least time between two requests of one slot (see
 	// Concurrency); 0 means none.
-	Throttle config.Duration `toml:"throttle"`
+	Throttle value.Duration `toml:"throttle" doc:"the least time between two requests of one slot"`
 	// Level, DisabledEvents, Events and EventsPolicy select the events
 	// (the router applies them).
-	Level          string   `toml:"level"`
-	DisabledEvents []string `toml:"disabled-events"`
-	Events         []string `toml:"events"`
-	EventsPolicy   string   `toml:"events-policy"`
+	Level          string   `toml:"level" doc:"the least level exported: trace, debug, info, warn or error"`
+	DisabledEvents []string `toml:"disabled-events" doc:"event id patterns never exported"`
+	Events         []string `toml:"events" doc:"event id patterns: with events-policy include, only these are exported"`
+	EventsPolicy   string   `toml:"events-policy" doc:"include (events is an allowlist) or exclude (a blocklist)"`
 	// Lossy is accepted for Stalwart compatibility; mailtel never drops.
-	Lossy bool `toml:"lossy"`
+	Lossy bool `toml:"lossy" doc:"accepted for Stalwart compatibility; mailtel never drops"`
 	// BatchSize is the most events in one export request.
-	BatchSize int `toml:"batch-size"`
+	BatchSize int `toml:"batch-size" doc:"the most events in one export request"`
 	// Concurrency is the most export requests in flight at once.
-	Concurrency int `toml:"concurrency"`
-	// DiscardAfter and MaxBackoff override [sinks] for this sink (the
-	// runtime reads them).
-	DiscardAfter config.Duration `toml:"discard-after"`
-	MaxBackoff   config.Duration `toml:"max-backoff"`
+	Concurrency int `toml:"concurrency" doc:"the most export requests in flight at once"`
+	// Retry overrides [sinks] for this sink (the runtime reads it).
+	sink.Retry
 }
 
 // DefaultConfig returns the defaults a section is decoded over: Stalwart's
 // (transport http, level info, timeout 10s, throttle 1s) and mailtel's
 // batch-size and concurrency. Stalwart requires transport; mailtel takes
 // http, OTLP's default protocol, when it is missing.
-func DefaultConfig() Config {
-	return Config{
+func DefaultConfig() *Config {
+	return &Config{
 		Type:        Type,
 		Transport:   TransportHTTP,
-		Timeout:     config.Duration(DefaultTimeout),
-		Throttle:    config.Duration(DefaultThrottle),
+		Timeout:     value.Duration(DefaultTimeout),
+		Throttle:    value.Duration(DefaultThrottle),
 		Level:       "info",
 		BatchSize:   DefaultBatchSize,
 		Concurrency: DefaultConcurrency,
@@ -115,8 +112,35 @@ func DefaultConfig() Config {
 // Enabled reports whether the tracer is on (`enable` is not false).
 func (c *Config) Enabled() bool { return c.Enable.Tracer == nil || *c.Enable.Tracer }
 
-// Validate checks an enabled section and returns every error, joined, each
-// prefixed with its key path relative to the section ("endpoint: ...").
+// Rule returns the tracer's routing keys: an OpenTelemetry tracer is
+// level-based, as every tracer.
+func (c *Config) Rule() sink.Rule {
+	return sink.Rule{LevelBased: true, Level: c.Level, Events: c.Events, EventsPolicy: c.EventsPolicy, DisabledEvents: c.DisabledEvents}
+}
+
+// Describe says where the events are exported (the endpoint redacted).
+func (c *Config) Describe() string {
+	ep := c.Endpoint
+	if ep == "" {
+		ep = DefaultGRPCEndpoint
+	}
+	return "exports OTLP logs over " + c.Transport + " to " + value.RedactURL(ep)
+}
+
+// Redirect returns a copy that exports to the endpoint to.
+func (c *Config) Redirect(to string) (sink.Config, error) {
+	cp := *c
+	cp.Endpoint = to
+	return &cp, nil
+}
+
+// Print is what `router config` shows for enable: whether the tracer runs.
+func (e Enable) Print() any { return e.Tracer == nil || *e.Tracer }
+
+// Validate checks an enabled section's own keys and returns every error,
+// joined, each prefixed with its key path relative to the section
+// ("endpoint: ..."); the routing keys (level, events, ...) and the retry
+// keys are the host's to check (see sink.Config).
 // Errors never quote the endpoint or a header value, which may hold
 // secrets. A disabled section is not checked.
 func (c *Config) Validate() error {
@@ -162,33 +186,11 @@ func (c *Config) Validate() error {
 	if c.Throttle < 0 {
 		add("throttle", "must not be negative")
 	}
-	if _, err := catalog.ParseLevel(c.Level); err != nil {
-		add("level", "%v", err)
-	}
-	for _, k := range []struct {
-		path string
-		pats []string
-	}{{"disabled-events", c.DisabledEvents}, {"events", c.Events}} {
-		for i, p := range k.pats {
-			if _, err := config.ParsePattern(p); err != nil {
-				add(fmt.Sprintf("%s[%d]", k.path, i), "%v", err)
-			}
-		}
-	}
-	if v := c.EventsPolicy; v != "" && v != "include" && v != "exclude" {
-		add("events-policy", "want include or exclude, not %q", v)
-	}
 	if c.BatchSize < 1 {
 		add("batch-size", "must be at least 1")
 	}
 	if c.Concurrency < 1 {
 		add("concurrency", "must be at least 1")
-	}
-	if c.DiscardAfter < 0 {
-		add("discard-after", "must not be negative")
-	}
-	if c.MaxBackoff < 0 {
-		add("max-backoff", "must not be negative")
 	}
 	return errors.Join(errs...)
 }
@@ -292,4 +294,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func init() {
+	sink.Register(sink.Factory{
+		Kind: Type, Aliases: []string{Alias}, Section: "tracer", Typed: true,
+		Doc:       "events as OpenTelemetry log records, exported over OTLP/HTTP or OTLP/gRPC",
+		Stalwart:  "Stalwart's open-telemetry tracer (logs; spans are not exported); adds batch-size, concurrency and mailtel's retry keys",
+		NewConfig: func() sink.Config { return DefaultConfig() },
+		New: func(cfg sink.Config, set sink.Settings) (sink.Sink, error) {
+			return New(set.Name, *cfg.(*Config), Options{Log: set.Log})
+		},
+	})
 }

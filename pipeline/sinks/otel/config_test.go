@@ -9,12 +9,13 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/config/value"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/otel"
 )
 
 // sections decodes the [tracer.<id>] sections of a TOML file, each over
-// DefaultConfig, as the coming registry will.
+// DefaultConfig, as the config package does through the registry.
 func sections(t *testing.T, path string) map[string]otel.Config {
 	t.Helper()
 	var doc struct {
@@ -26,7 +27,7 @@ func sections(t *testing.T, path string) map[string]otel.Config {
 	}
 	out := map[string]otel.Config{}
 	for id, p := range doc.Tracer {
-		c := otel.DefaultConfig()
+		c := *otel.DefaultConfig()
 		if err := md.PrimitiveDecode(p, &c); err != nil {
 			t.Fatalf("%s: tracer.%s: %v", path, id, err)
 		}
@@ -50,15 +51,15 @@ func TestGoodConfigs(t *testing.T) {
 			Enable: otel.Enable{Tracer: ptr(true)}},
 		"stalwart-grpc": {Type: "otel", Transport: "grpc", Level: "info"},
 		"full": {Type: "open-telemetry", Transport: "http", Endpoint: "http://127.0.0.1:4318/v1/logs",
-			Headers: otel.Headers{"X-Api-Key": "k"}, Timeout: config.Duration(5 * time.Second),
-			Throttle: config.Duration(250 * time.Millisecond), Level: "warn",
+			Headers: otel.Headers{"X-Api-Key": "k"}, Timeout: value.Duration(5 * time.Second),
+			Throttle: value.Duration(250 * time.Millisecond), Level: "warn",
 			DisabledEvents: []string{"telemetry.*", "*-raw-input"}, Events: []string{"auth.*", "smtp.*"},
 			EventsPolicy: "include", Lossy: true, BatchSize: 200, Concurrency: 2,
-			DiscardAfter: config.Duration(2 * time.Hour), MaxBackoff: config.Duration(10 * time.Second),
+			Retry:  sink.Retry{DiscardAfter: value.Duration(2 * time.Hour), MaxBackoff: value.Duration(10 * time.Second)},
 			Enable: otel.Enable{LogExporter: ptr(true), SpanExporter: ptr(false)}},
 		"off": {Type: "open-telemetry", Transport: "carrier-pigeon", Level: "info", Enable: otel.Enable{Tracer: ptr(false)}},
 	}
-	def := otel.DefaultConfig()
+	def := *otel.DefaultConfig()
 	for id, c := range want {
 		t.Run(id, func(t *testing.T) {
 			// Keys a section leaves out keep their defaults.
@@ -106,9 +107,6 @@ func TestBadConfigs(t *testing.T) {
 		"bad-values": {
 			`transport: want http or grpc, not "smoke-signals"`,
 			"timeout: must be positive",
-			"level: ",
-			"disabled-events[0]: event pattern",
-			`events-policy: want include or exclude, not "maybe"`,
 			"batch-size: must be at least 1",
 			"concurrency: must be at least 1",
 		},
@@ -158,7 +156,7 @@ func TestDecodeErrors(t *testing.T) {
 		{`enable.logs = true`, "enable.logs: unknown key"},
 		{`enable.log-exporter = "no"`, "enable.log-exporter: want true or false"},
 	} {
-		c := otel.DefaultConfig()
+		c := *otel.DefaultConfig()
 		_, err := toml.Decode(tc.doc, &c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%s: %v, want %q", tc.doc, err, tc.want)
@@ -167,7 +165,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDefaultConfig(t *testing.T) {
-	c := otel.DefaultConfig()
+	c := *otel.DefaultConfig()
 	if c.Transport != "http" || c.Timeout.D() != 10*time.Second || c.Throttle.D() != time.Second || c.Level != "info" ||
 		c.BatchSize != 500 || c.Concurrency != 4 || !c.Enabled() {
 		t.Fatalf("%+v", c)

@@ -34,7 +34,7 @@ func ExampleNew() {
 	defer srv.Close()
 
 	// The section as an operator writes it, decoded over the defaults.
-	cfg := otel.DefaultConfig()
+	cfg := *otel.DefaultConfig()
 	cfg.Endpoint = srv.URL + "/v1/logs"
 	s, err := otel.New("collector", cfg, otel.Options{})
 	if err != nil {

@@ -88,7 +88,7 @@ func (r *grpcReceiver) Export(ctx context.Context, req plogotlp.ExportRequest) (
 }
 
 func grpcConfig(addr string) otel.Config {
-	c := otel.DefaultConfig()
+	c := *otel.DefaultConfig()
 	c.Transport = otel.TransportGRPC
 	c.Endpoint = "http://" + addr
 	c.Throttle = 0

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/sink"
@@ -33,7 +32,7 @@ import (
 // httpConfig is a valid configuration sending to endpoint without
 // throttling.
 func httpConfig(endpoint string) otel.Config {
-	c := otel.DefaultConfig()
+	c := *otel.DefaultConfig()
 	c.Endpoint = endpoint
 	c.Throttle = 0
 	return c
@@ -494,7 +493,7 @@ func TestRetriedUntilDelivered(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	rc := newReceiver(t, func(int) answer { return answer{status: 200, delay: 3 * time.Second} })
 	c := httpConfig(rc.URL())
-	c.Timeout = config.Duration(100 * time.Millisecond)
+	c.Timeout = value.Duration(100 * time.Millisecond)
 	s := newSink(t, c, otel.Options{})
 	start := time.Now()
 	err := s.Write(context.Background(), testEvents("to", 2))
@@ -658,7 +657,7 @@ func TestDuplicatesAndNils(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	rc := newReceiver(t, nil)
 	c := httpConfig(rc.URL())
-	c.BatchSize, c.Concurrency, c.Throttle = 1, 1, config.Duration(50*time.Millisecond)
+	c.BatchSize, c.Concurrency, c.Throttle = 1, 1, value.Duration(50*time.Millisecond)
 	s := newSink(t, c, otel.Options{})
 	start := time.Now()
 	if err := s.Write(context.Background(), testEvents("th", 4)); err != nil {

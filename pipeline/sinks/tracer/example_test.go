@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sinks/tracer"
 	"github.com/mailtel/mailtel/schema"
 )
 
 // A stdout tracer writes Stalwart's text lines.
 func Example() {
-	s, err := tracer.New("console", &config.Tracer{Type: "stdout"}, tracer.Options{Stdout: os.Stdout})
+	s, err := tracer.New("console", &tracer.Config{Type: "stdout"}, tracer.Options{Stdout: os.Stdout})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -107,7 +107,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -204,7 +203,7 @@ type formatter interface {
 //
 // Empty settings take defaults: format "json" for log tracers and "text"
 // for console and stdout, rotate "daily", prefix "mailtel".
-func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
+func New(name string, cfg *Config, opts Options) (*Sink, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("tracer %s: no configuration", name)
 	}
@@ -220,11 +219,11 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	}
 	format := cfg.Format
 	switch cfg.Type {
-	case config.KindLog:
+	case TypeLog:
 		if format == "" {
 			format = "json"
 		}
-	case config.KindConsole, config.KindStdout:
+	case TypeConsole, TypeStdout:
 		if format == "" {
 			format = "text"
 		}
@@ -244,7 +243,7 @@ func New(name string, cfg *config.Tracer, opts Options) (*Sink, error) {
 	default:
 		return nil, fmt.Errorf("tracer %s: unsupported format %q (want json or text)", name, format)
 	}
-	if cfg.Type != config.KindLog {
+	if cfg.Type != TypeLog {
 		return s, nil
 	}
 

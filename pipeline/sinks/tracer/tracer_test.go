@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -48,11 +47,11 @@ func evs(ids ...string) []*schema.Event {
 	return out
 }
 
-func logCfg(dir, format, rotate string) *config.Tracer {
-	return &config.Tracer{Type: "log", Path: dir, Prefix: "mail", Format: format, Rotate: rotate}
+func logCfg(dir, format, rotate string) *Config {
+	return &Config{Type: "log", Path: dir, Prefix: "mail", Format: format, Rotate: rotate}
 }
 
-func newSink(t *testing.T, cfg *config.Tracer, opts Options) *Sink {
+func newSink(t *testing.T, cfg *Config, opts Options) *Sink {
 	t.Helper()
 	s, err := New("t", cfg, opts)
 	if err != nil {
@@ -457,19 +456,19 @@ func TestWriteErrorRetry(t *testing.T) {
 func TestStdout(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  config.Tracer
+		cfg  Config
 		want string
 	}{
-		{"console defaults to text", config.Tracer{Type: "console"},
+		{"console defaults to text", Config{Type: "console"},
 			"2025-11-27T14:59:28Z INFO Authentication successful (auth.success) n = \"a\", accountId = 3\n"},
-		{"stdout defaults to text", config.Tracer{Type: "stdout"},
+		{"stdout defaults to text", Config{Type: "stdout"},
 			"2025-11-27T14:59:28Z INFO Authentication successful (auth.success) n = \"a\", accountId = 3\n"},
-		{"console ansi", config.Tracer{Type: "console", Ansi: true},
+		{"console ansi", Config{Type: "console", Ansi: true},
 			"\x1b[37m2025-11-27T14:59:28Z\x1b[0m \x1b[32;1mINFO\x1b[0m \x1b[37;1mAuthentication successful\x1b[0m (auth.success) " +
 				"\x1b[36mn\x1b[0m = \"a\", \x1b[36maccountId\x1b[0m = 3\n"},
-		{"console multiline", config.Tracer{Type: "console", Multiline: true},
+		{"console multiline", Config{Type: "console", Multiline: true},
 			"2025-11-27T14:59:28Z INFO Authentication successful (auth.success)\n\tn = \"a\"\n\taccountId = 3\n"},
-		{"format json chooses", config.Tracer{Type: "stdout", Format: "json", Ansi: true},
+		{"format json chooses", Config{Type: "stdout", Format: "json", Ansi: true},
 			`{"id":"a","type":"auth.success","level":"info","time":"2025-11-27T14:59:28.123456789Z","source":"stalwart",` +
 				`"message":"Authentication successful","data":{"n":"a","accountId":3}}` + "\n"},
 	}
@@ -491,18 +490,18 @@ func TestNewErrors(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name string
-		cfg  *config.Tracer
+		cfg  *Config
 		opts Options
 		want string
 	}{
 		{"nil config", nil, Options{}, "no configuration"},
-		{"bad type", &config.Tracer{Type: "journal"}, Options{}, `unsupported type "journal"`},
-		{"bad format", &config.Tracer{Type: "stdout", Format: "xml"}, Options{}, `unsupported format "xml"`},
-		{"no path", &config.Tracer{Type: "log"}, Options{}, "path is required"},
-		{"bad rotate", &config.Tracer{Type: "log", Path: dir, Rotate: "minutely"}, Options{}, `unsupported rotate "minutely"`},
-		{"prefix with slash", &config.Tracer{Type: "log", Path: dir, Prefix: "../x"}, Options{}, "prefix"},
-		{"instance dot-dot", &config.Tracer{Type: "log", Path: dir}, Options{Instance: ".."}, "instance name"},
-		{"path is a file", &config.Tracer{Type: "log", Path: filepath.Join(dir, "f", "x")}, Options{}, "create log directory"},
+		{"bad type", &Config{Type: "journal"}, Options{}, `unsupported type "journal"`},
+		{"bad format", &Config{Type: "stdout", Format: "xml"}, Options{}, `unsupported format "xml"`},
+		{"no path", &Config{Type: "log"}, Options{}, "path is required"},
+		{"bad rotate", &Config{Type: "log", Path: dir, Rotate: "minutely"}, Options{}, `unsupported rotate "minutely"`},
+		{"prefix with slash", &Config{Type: "log", Path: dir, Prefix: "../x"}, Options{}, "prefix"},
+		{"instance dot-dot", &Config{Type: "log", Path: dir}, Options{Instance: ".."}, "instance name"},
+		{"path is a file", &Config{Type: "log", Path: filepath.Join(dir, "f", "x")}, Options{}, "create log directory"},
 	}
 	if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o640); err != nil {
 		t.Fatal(err)
@@ -524,10 +523,10 @@ func TestNewErrors(t *testing.T) {
 func TestClose(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  func(dir string) *config.Tracer
+		cfg  func(dir string) *Config
 	}{
-		{"log", func(dir string) *config.Tracer { return logCfg(dir, "text", "daily") }},
-		{"stdout", func(string) *config.Tracer { return &config.Tracer{Type: "stdout"} }},
+		{"log", func(dir string) *Config { return logCfg(dir, "text", "daily") }},
+		{"stdout", func(string) *Config { return &Config{Type: "stdout"} }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -547,7 +546,7 @@ func TestClose(t *testing.T) {
 
 // TestCloseHonoursContext holds the sink's lock as a Write in flight would.
 func TestCloseHonoursContext(t *testing.T) {
-	s := newSink(t, &config.Tracer{Type: "stdout"}, Options{Stdout: &bytes.Buffer{}})
+	s := newSink(t, &Config{Type: "stdout"}, Options{Stdout: &bytes.Buffer{}})
 	s.sem <- struct{}{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -663,7 +662,7 @@ func TestZerologDisabled(t *testing.T) {
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	defer zerolog.SetGlobalLevel(prev)
 	var out bytes.Buffer
-	s := newSink(t, &config.Tracer{Type: "stdout", Format: "json"}, Options{Stdout: &out})
+	s := newSink(t, &Config{Type: "stdout", Format: "json"}, Options{Stdout: &out})
 	if err := s.Write(context.Background(), evs("a")); !errors.Is(err, errZerologDisabled) {
 		t.Errorf("Write: %v, want errZerologDisabled", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/schema"
 )
 
@@ -380,7 +379,7 @@ func TestOpenIndex(t *testing.T) {
 
 func TestWrittenEdges(t *testing.T) {
 	t.Run("stdout has nothing to check", func(t *testing.T) {
-		s := newSink(t, &config.Tracer{Type: "stdout"}, Options{Stdout: new(strings.Builder)})
+		s := newSink(t, &Config{Type: "stdout"}, Options{Stdout: new(strings.Builder)})
 		write(t, s, evs("a"))
 		got, err := s.Written(context.Background(), evs("a"), time.Time{})
 		if got != nil || err != nil {

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -22,7 +21,7 @@ func ExampleNew() {
 	}))
 	defer srv.Close()
 
-	s, err := webhook.New("siem", &config.Webhook{URL: srv.URL, SignatureKey: "secret"}, webhook.Options{})
+	s, err := webhook.New("siem", &webhook.Config{URL: srv.URL, SignatureKey: "secret"}, webhook.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return

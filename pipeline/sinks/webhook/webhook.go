@@ -46,7 +46,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
@@ -92,7 +91,7 @@ type Sink struct {
 	host   string // a configured Host header, sent as the request's Host
 	header http.Header
 	key    []byte // signature key; nil when unset
-	cfg    config.Webhook
+	cfg    Config
 	client *http.Client
 	ownsTr *http.Transport // the transport New built, closed by Close
 	now    func() time.Time
@@ -108,7 +107,7 @@ type Sink struct {
 // them; a zero throttle means no throttling. It fails on a URL that is not
 // absolute http(s), on negative durations and sizes, and on header names
 // or values HTTP cannot carry.
-func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
+func New(name string, cfg *Config, opts Options) (*Sink, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("webhook %s: no configuration", name)
 	}
@@ -120,7 +119,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 		c.Concurrency = DefaultConcurrency
 	}
 	if c.Timeout == 0 {
-		c.Timeout = config.Duration(DefaultTimeout)
+		c.Timeout = value.Duration(DefaultTimeout)
 	}
 	var errs []error
 	u, err := value.ParseURL(c.URL) // its error never quotes the URL
@@ -137,7 +136,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 	}
 	for _, d := range []struct {
 		key string
-		v   config.Duration
+		v   value.Duration
 	}{{"timeout", c.Timeout}, {"throttle", c.Throttle}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative", d.key))
@@ -184,7 +183,7 @@ func New(name string, cfg *config.Webhook, opts Options) (*Sink, error) {
 // password (or a user name alone, which may be a token) and query values,
 // the header values, the auth secret, the signature key, and the
 // Authorization values built from them.
-func secretsOf(c config.Webhook, u *url.URL) *outbound.Secrets {
+func secretsOf(c Config, u *url.URL) *outbound.Secrets {
 	var s outbound.Secrets
 	s.AddURL(c.URL, u)
 	for _, v := range c.Headers {

@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailtel/mailtel/pipeline/config/value"
 	"github.com/mailtel/mailtel/pipeline/delivery"
 	"github.com/mailtel/mailtel/pipeline/sink"
 
 	"github.com/mailtel/mailtel/catalog"
-	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/schema"
@@ -167,16 +167,16 @@ func events(n int, prefix string) []*schema.Event {
 
 // cfg returns a webhook configuration for the receiver that sends at once
 // (no throttle) and waits at most 5s.
-func cfg(r *receiver, mods ...func(*config.Webhook)) *config.Webhook {
-	c := &config.Webhook{URL: r.srv.URL + "/hook", Events: []string{"*"}, BatchSize: 100, Concurrency: 4,
-		Timeout: config.Duration(5 * time.Second)}
+func cfg(r *receiver, mods ...func(*webhook.Config)) *webhook.Config {
+	c := &webhook.Config{URL: r.srv.URL + "/hook", Events: []string{"*"}, BatchSize: 100, Concurrency: 4,
+		Timeout: value.Duration(5 * time.Second)}
 	for _, m := range mods {
 		m(c)
 	}
 	return c
 }
 
-func newSink(t *testing.T, c *config.Webhook, opts webhook.Options) *webhook.Sink {
+func newSink(t *testing.T, c *webhook.Config, opts webhook.Options) *webhook.Sink {
 	t.Helper()
 	s, err := webhook.New("siem", c, opts)
 	if err != nil {
@@ -189,16 +189,16 @@ func newSink(t *testing.T, c *config.Webhook, opts webhook.Options) *webhook.Sin
 func TestDeliver(t *testing.T) {
 	tests := []struct {
 		name     string
-		mod      func(*config.Webhook)
+		mod      func(*webhook.Config)
 		wantAuth string
 		wantSig  string // key to verify X-Signature with; "" = no header
 	}{
-		{"plain", func(*config.Webhook) {}, "", ""},
-		{"signed", func(c *config.Webhook) { c.SignatureKey = "k3y" }, "", "k3y"},
-		{"basic auth", func(c *config.Webhook) { c.Auth = config.BasicAuth{Username: "u", Secret: "p@ss"} },
+		{"plain", func(*webhook.Config) {}, "", ""},
+		{"signed", func(c *webhook.Config) { c.SignatureKey = "k3y" }, "", "k3y"},
+		{"basic auth", func(c *webhook.Config) { c.Auth = value.BasicAuth{Username: "u", Secret: "p@ss"} },
 			"Basic " + base64.StdEncoding.EncodeToString([]byte("u:p@ss")), ""},
-		{"bearer", func(c *config.Webhook) { c.Auth = config.BasicAuth{Secret: "tok"} }, "Bearer tok", ""},
-		{"headers", func(c *config.Webhook) {
+		{"bearer", func(c *webhook.Config) { c.Auth = value.BasicAuth{Secret: "tok"} }, "Bearer tok", ""},
+		{"headers", func(c *webhook.Config) {
 			c.Headers = map[string]string{"X-Tenant": "acme", "User-Agent": "mailtel-test"}
 			c.SignatureKey = "other key"
 		}, "", "other key"},
@@ -285,7 +285,7 @@ func TestRetryAfterServerError(t *testing.T) {
 		}
 		return answer{status: http.StatusOK}
 	})
-	s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 10; c.Concurrency = 2 }), webhook.Options{})
+	s := newSink(t, cfg(r, func(c *webhook.Config) { c.BatchSize = 10; c.Concurrency = 2 }), webhook.Options{})
 	batch := events(35, "r")
 	err := s.Write(context.Background(), batch)
 	if err == nil || sink.IsPermanent(err) {
@@ -408,7 +408,7 @@ func TestTimeoutIsRetryable(t *testing.T) {
 		}
 		return answer{status: 200}
 	})
-	s := newSink(t, cfg(r, func(c *config.Webhook) { c.Timeout = config.Duration(100 * time.Millisecond) }), webhook.Options{})
+	s := newSink(t, cfg(r, func(c *webhook.Config) { c.Timeout = value.Duration(100 * time.Millisecond) }), webhook.Options{})
 	batch := events(4, "to")
 	start := time.Now()
 	err := s.Write(context.Background(), batch)
@@ -441,7 +441,7 @@ func TestPartialFailureRetrySendsNothingTwice(t *testing.T) {
 				}
 				return answer{status: http.StatusOK}
 			})
-			s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 10; c.Concurrency = conc }), webhook.Options{})
+			s := newSink(t, cfg(r, func(c *webhook.Config) { c.BatchSize = 10; c.Concurrency = conc }), webhook.Options{})
 			batch := events(30, "p")
 			var reported []int
 			var failures []error
@@ -487,7 +487,7 @@ func TestConcurrencyBound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.conc), func(t *testing.T) {
 			r := newReceiver(t, false, func(int, []byte) answer { return answer{status: 200, delay: 50 * time.Millisecond} })
-			s := newSink(t, cfg(r, func(c *config.Webhook) { c.BatchSize = 5; c.Concurrency = tt.conc }), webhook.Options{})
+			s := newSink(t, cfg(r, func(c *webhook.Config) { c.BatchSize = 5; c.Concurrency = tt.conc }), webhook.Options{})
 			batch := events(5*tt.chunks, "c")
 			if err := s.Write(context.Background(), batch); err != nil {
 				t.Fatal(err)
@@ -512,10 +512,10 @@ func TestThrottle(t *testing.T) {
 		mu.Unlock()
 		return answer{status: 200}
 	})
-	s := newSink(t, cfg(r, func(c *config.Webhook) {
+	s := newSink(t, cfg(r, func(c *webhook.Config) {
 		c.BatchSize = 1
 		c.Concurrency = 1
-		c.Throttle = config.Duration(throttle)
+		c.Throttle = value.Duration(throttle)
 	}), webhook.Options{})
 	batch := events(4, "th")
 	if err := s.Write(context.Background(), batch); err != nil {
@@ -541,7 +541,7 @@ func TestTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint("allow-invalid-certs=", tt.allowInvalid), func(t *testing.T) {
 			r := newReceiver(t, true, nil)
-			s := newSink(t, cfg(r, func(c *config.Webhook) { c.AllowInvalidCerts = tt.allowInvalid }), webhook.Options{})
+			s := newSink(t, cfg(r, func(c *webhook.Config) { c.AllowInvalidCerts = tt.allowInvalid }), webhook.Options{})
 			batch := events(3, "tls")
 			err := s.Write(context.Background(), batch)
 			if tt.wantOK {
@@ -581,7 +581,7 @@ func TestCanceledContext(t *testing.T) {
 func TestConnectionRefusedIsRetryable(t *testing.T) {
 	r := newReceiver(t, false, nil)
 	r.srv.Close()
-	s := newSink(t, cfg(r, func(c *config.Webhook) { c.URL += "?api_key=Sekr1tQuery" }), webhook.Options{})
+	s := newSink(t, cfg(r, func(c *webhook.Config) { c.URL += "?api_key=Sekr1tQuery" }), webhook.Options{})
 	err := s.Write(context.Background(), events(1, "cr"))
 	if err == nil || sink.IsPermanent(err) {
 		t.Fatalf("Write = %v, want a retryable error", err)
@@ -615,9 +615,9 @@ func TestAnswersNeverShowSecrets(t *testing.T) {
 				http.Error(w, echo(req, strings.Repeat("x", tc.pad)), http.StatusBadRequest)
 			}))
 			t.Cleanup(srv.Close)
-			c := &config.Webhook{URL: strings.Replace(srv.URL, "://", "://user:"+secrets[0]+"@", 1) + "/hook?api_key=" + url.QueryEscape(secrets[1]) + "&v=2",
-				Headers: map[string]string{"X-Api-Key": secrets[2]}, Auth: config.BasicAuth{Secret: secrets[3]}, SignatureKey: secrets[4],
-				Timeout: config.Duration(5 * time.Second)}
+			c := &webhook.Config{URL: strings.Replace(srv.URL, "://", "://user:"+secrets[0]+"@", 1) + "/hook?api_key=" + url.QueryEscape(secrets[1]) + "&v=2",
+				Headers: map[string]string{"X-Api-Key": secrets[2]}, Auth: value.BasicAuth{Secret: secrets[3]}, SignatureKey: secrets[4],
+				Timeout: value.Duration(5 * time.Second)}
 			if tc.basic {
 				c.Auth.Username = "user"
 			}
@@ -642,7 +642,7 @@ func TestAnswersNeverShowSecrets(t *testing.T) {
 
 func TestNewErrorNeverShowsURL(t *testing.T) {
 	for _, u := range []string{"https://u:pa55%zz@h/hook?key=k3y", "https://u:pa55/x@h/hook?key=k3y"} {
-		_, err := webhook.New("w", &config.Webhook{URL: u}, webhook.Options{})
+		_, err := webhook.New("w", &webhook.Config{URL: u}, webhook.Options{})
 		if err == nil {
 			t.Fatalf("New accepted %s", u)
 		}
@@ -668,17 +668,17 @@ func TestCloseIdempotent(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  *config.Webhook
+		cfg  *webhook.Config
 		want string
 	}{
 		{"nil", nil, "no configuration"},
-		{"no url", &config.Webhook{}, "url"},
-		{"relative url", &config.Webhook{URL: "/hook"}, "url"},
-		{"ftp", &config.Webhook{URL: "ftp://127.0.0.1/"}, "url"},
-		{"negative batch", &config.Webhook{URL: "http://127.0.0.1/", BatchSize: -1}, "batch-size"},
-		{"negative timeout", &config.Webhook{URL: "http://127.0.0.1/", Timeout: -1}, "timeout"},
-		{"bad header name", &config.Webhook{URL: "http://127.0.0.1/", Headers: map[string]string{"X Bad": "v"}}, "headers.X Bad"},
-		{"bad header value", &config.Webhook{URL: "http://127.0.0.1/", Headers: map[string]string{"X-Ok": "a\r\nb"}}, "headers.X-Ok"},
+		{"no url", &webhook.Config{}, "url"},
+		{"relative url", &webhook.Config{URL: "/hook"}, "url"},
+		{"ftp", &webhook.Config{URL: "ftp://127.0.0.1/"}, "url"},
+		{"negative batch", &webhook.Config{URL: "http://127.0.0.1/", BatchSize: -1}, "batch-size"},
+		{"negative timeout", &webhook.Config{URL: "http://127.0.0.1/", Timeout: -1}, "timeout"},
+		{"bad header name", &webhook.Config{URL: "http://127.0.0.1/", Headers: map[string]string{"X Bad": "v"}}, "headers.X Bad"},
+		{"bad header value", &webhook.Config{URL: "http://127.0.0.1/", Headers: map[string]string{"X-Ok": "a\r\nb"}}, "headers.X-Ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
