@@ -17,7 +17,7 @@ const Name = "stalwart"
 // Format is the Stalwart format, registered by this package.
 var Format = format.Format{
 	Name:     Name,
-	Doc:      `Stalwart telemetry webhook: {"events":[{"id","createdAt","type","data"}, ...]}`,
+	Doc:      `Stalwart telemetry webhook: {"id","createdAt","type","data"} per event, {"events":[...]} per request`,
 	Detect:   Detect,
 	Fallback: true,
 	Decode:   schema.FromStalwart,
