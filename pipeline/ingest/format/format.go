@@ -5,7 +5,10 @@
 // engine never names a format: it serves POST /v1/ingest/<name> for every
 // registered one, and auto-detects the format of each line of a file by
 // asking the registered formats in turn. This package imports only
-// schema; a format package imports only this package and schema.
+// schema (and the engine's internal JSON scanner); a format package
+// imports only this package and schema. Over HTTP a format takes JSON (the
+// engine takes only application/json bodies); the lines of a file may be
+// anything its Detect and Decode take, a syslog line of Postfix say.
 //
 // The built-in formats are packages stalwart (Stalwart's telemetry
 // webhook) and dovecot (Dovecot's event_exporter); package formats links
