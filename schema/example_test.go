@@ -67,34 +67,6 @@ func ExampleAppendStalwart() {
 	// true
 }
 
-func ExampleParseStalwartBatchEach() {
-	body := []byte(`{"events":[
-		{"id":"1","createdAt":"2025-11-27T14:59:28Z","type":"auth.success","data":{}},
-		{"id":"2","createdAt":"2025-11-27T14:59:28Z","type":"auth.*","data":{}},
-		{"id":"3","createdAt":"2025-11-27T14:59:29Z","type":"auth.failed","data":{}}]}`)
-	err := schema.ParseStalwartBatchEach(body, func(i int, ev *schema.Event, err error) {
-		if err != nil {
-			fmt.Println("dead letter:", err)
-			return
-		}
-		fmt.Println("publish:", ev.Subject(), schema.StalwartNativeID(ev.ID))
-	})
-	fmt.Println("body error:", err)
-	// Output:
-	// publish: events.auth.success 1
-	// dead letter: event 1: invalid type "auth.*": want two tokens of a-z, 0-9, '-' and '_' joined by one dot, like auth.success
-	// publish: events.auth.failed 3
-	// body error: <nil>
-}
-
-func ExampleParseStalwartBatch() {
-	body := []byte(`{"events":[{"id":"1","createdAt":"2025-11-27T14:59:28Z","type":"auth.success","data":{}},{"id":"2"}]}`)
-	_, err := schema.ParseStalwartBatch(body)
-	fmt.Println(err)
-	// Output:
-	// decode stalwart batch: event 1: missing type
-}
-
 func ExampleFromDovecot() {
 	data := []byte(`{"event":"auth_request_finished","hostname":"vm","start_time":"2026-11-21T12:19:56.588053Z",` +
 		`"end_time":"2026-11-21T12:19:56.588270Z","categories":["service:auth","auth"],"fields":{"duration":155,` +

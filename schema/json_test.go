@@ -933,3 +933,14 @@ func TestToDovecot(t *testing.T) {
 		t.Errorf("AppendDovecot(nil) = %s", got)
 	}
 }
+
+func TestAppendMillis(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{12 * time.Millisecond, "12"}, {155 * time.Microsecond, "0.155"}, {1500 * time.Microsecond, "1.5"}, {time.Nanosecond, "0.000001"}, {0, "0"}} {
+		if got := string(AppendMillis(nil, tc.d)); got != tc.want {
+			t.Errorf("AppendMillis(%s) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}

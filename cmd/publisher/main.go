@@ -1,7 +1,7 @@
 // Command publisher puts mail-server events on the EVENTS stream.
 //
-//	publisher file PATH|-                  JSON lines (Stalwart or Dovecot, per line)
-//	publisher ingest [--listen ADDR]       HTTP endpoints for Stalwart and Dovecot
+//	publisher file PATH|-                  lines in any ingest format (detected per line)
+//	publisher ingest [--listen ADDR]       POST /v1/ingest/<format> for every ingest format
 //	publisher gen --count N --rate R --seed S   synthetic mail traffic
 //
 // Every event is acknowledged to its sender only after JetStream stored it.
@@ -16,12 +16,15 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/app"
 	"github.com/mailtel/mailtel/pipeline/config"
 	"github.com/mailtel/mailtel/pipeline/ingest"
+	"github.com/mailtel/mailtel/pipeline/ingest/format"
+	_ "github.com/mailtel/mailtel/pipeline/ingest/formats" // the formats publisher takes
 	"github.com/mailtel/mailtel/pipeline/synth"
 )
 
@@ -33,8 +36,8 @@ func main() {
 const usage = `usage: publisher COMMAND [flags]
 
 Commands:
-  file PATH|-   publish JSON lines (Stalwart webhook or Dovecot exporter events)
-  ingest        serve POST /v1/ingest/stalwart and /v1/ingest/dovecot
+  file PATH|-   publish events, one a line, in any ingest format (listed by file --help)
+  ingest        serve POST /v1/ingest/<format> for every ingest format (stalwart, dovecot, ...)
   gen           publish synthetic mail traffic
 
 Run "publisher COMMAND --help" for the flags of a command, "publisher --version"
@@ -81,7 +84,7 @@ func runFile(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	var f app.Flags
 	f.Register(fs)
-	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): a Stalwart webhook event\n{\"id\",\"createdAt\",\"type\",\"data\"} or a Dovecot event_exporter JSON object.\nBad lines (unparsable, over the limits, or larger than the NATS server's max payload)\nare reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
+	fs.Usage = app.Usage(fs, "usage: publisher file [--config FILE] PATH|-\n\nPublishes every line of PATH (or stdin for -): one event in any of these formats,\ndetected per line:\n"+formatList()+"\nBad lines (unparsable, over the limits, or larger than the NATS server's max payload)\nare reported with their line number and dead-lettered; the rest go on.\nExits 0 once every event is acknowledged by JetStream, 1 if any line failed.",
 		"  publisher file events.jsonl\n  tail -F /var/log/dovecot-events.jsonl | publisher file -")
 	paths, err := app.ParseInterspersed(fs, args)
 	if err != nil {
@@ -133,7 +136,7 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", "", "`address` to serve on (overrides [publisher] listen, default 127.0.0.1:8025)")
 	httpAddr := fs.String("http", "127.0.0.1:9103", "`address` of /healthz, /readyz, /metrics")
 	watch := fs.Bool("watch", false, "reload the credentials when the configuration file changes (SIGHUP always reloads)")
-	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/stalwart (Stalwart's telemetry webhook body {\"events\":[...]})\nand POST /v1/ingest/dovecot (one Dovecot event_exporter JSON object per request),\nboth with Content-Type: application/json.\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down), or,\nwith Retry-After, when max-in-flight-bytes of requests are in flight.\nAuthentication ([publisher] token, user/password, signature-key) is checked before a\nbody is read, and required when listening beyond loopback. SIGHUP (or, with --watch,\nsaving the file) reloads them: rotate a token without dropping a request.",
+	fs.Usage = app.Usage(fs, "usage: publisher ingest [--config FILE] [--listen ADDR]\n\nServes POST /v1/ingest/<format>, with Content-Type: application/json, for these formats:\n"+formatList()+"\nAnswers 200 only after JetStream stored every event and every dead letter; 4xx with a\nJSON reason for bad input; 503 when something could not be stored (NATS down), or,\nwith Retry-After, when max-in-flight-bytes of requests are in flight.\nAuthentication ([publisher] token, user/password, signature-key) is checked before a\nbody is read, and required when listening beyond loopback. SIGHUP (or, with --watch,\nsaving the file) reloads them: rotate a token without dropping a request.",
 		"  publisher ingest --listen 0.0.0.0:8025 --config mailtel.toml\n  # Stalwart: [webhook.mailtel] url = \"http://mailtel:8025/v1/ingest/stalwart\"")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -167,7 +170,7 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen for ingest on %s: %w", cfg.Publisher.Listen, err)
 	}
 	h := ingest.NewHandler(pub, p.JS, cfg.Publisher, p.Log, p.Metrics)
-	p.Log.Info().Str("listen", ln.Addr().String()).Msg("ingest listening: POST " + ingest.PathStalwart + ", " + ingest.PathDovecot)
+	p.Log.Info().Str("listen", ln.Addr().String()).Strs("formats", format.Names()).Msg("ingest listening: POST " + ingest.PathPrefix + "<format>")
 	go p.Reload(ctx, reloads, app.Reloader{Load: load, Apply: func(_ context.Context, c *config.Config) (string, error) {
 		if h.SetCredentials(c.Publisher) {
 			return "ingest credentials", nil
@@ -175,6 +178,15 @@ func runIngest(ctx context.Context, args []string, stderr io.Writer) error {
 		return "", nil
 	}})
 	return h.Serve(ctx, ln)
+}
+
+// formatList lists the registered ingest formats, a line each.
+func formatList() string {
+	var b strings.Builder
+	for _, f := range format.All() {
+		fmt.Fprintf(&b, "  %-10s %s\n", f.Name, f.Doc)
+	}
+	return b.String()
 }
 
 // limitMemory sets the soft memory limit of the ingest process, unless

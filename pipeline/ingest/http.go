@@ -24,20 +24,36 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/ingest/dovecot"
+	"github.com/mailtel/mailtel/pipeline/ingest/format"
+	"github.com/mailtel/mailtel/pipeline/ingest/stalwart"
 	"github.com/mailtel/mailtel/pipeline/obs"
 	"github.com/mailtel/mailtel/schema"
 )
 
-// Paths served by Handler.
+// PathPrefix is the path of the ingest endpoints, PathPrefix + the name of
+// a format.
+const PathPrefix = "/v1/ingest/"
+
+// Paths of the built-in formats served by Handler.
 const (
-	PathStalwart = "/v1/ingest/stalwart"
-	PathDovecot  = "/v1/ingest/dovecot"
+	PathStalwart = PathPrefix + stalwart.Name
+	PathDovecot  = PathPrefix + dovecot.Name
 )
 
-// Handler serves the ingest endpoints:
+// Handler serves one endpoint for every format registered (with package
+// format) when it was made:
+//
+//	POST /v1/ingest/<format>
+//
+// such as
 //
 //	POST /v1/ingest/stalwart  {"events":[{id,createdAt,type,data}, ...]}
 //	POST /v1/ingest/dovecot   one event_exporter JSON object
+//
+// A POST to /v1/ingest/<name> of no such format is answered 404 with
+// {"error":"..."} naming the formats served, before anything else is
+// checked.
 //
 // Before it reads a byte of a request's body it checks, in this order:
 // the bearer token or basic auth (schemes are case-insensitive), and that
@@ -52,7 +68,8 @@ const (
 // buffer of its size, checks its X-Signature (base64 HMAC-SHA256 of the
 // body, as Stalwart signs its webhooks; 401), and walks the events in
 // place: each is checked against the limits on its raw JSON (see
-// checkRaw), decoded, checked and published in turn, so the body is the
+// checkRaw), decoded, checked and published in turn (a format whose body
+// is one event, format.Format's Split nil, is that event), so the body is the
 // only copy of the request that lives as long as the request. An event
 // whose decoding takes more memory than RequestOverhead reserves the rest
 // while it is decoded and published; when max-in-flight-bytes has no room
@@ -91,6 +108,8 @@ type Handler struct {
 	metrics *obs.Metrics
 	limits  Limits
 	mux     *http.ServeMux
+	formats map[string]format.Format // by name
+	known   string                   // their names, for the 404 answer
 	maxBody int64
 	budget  *budget
 	// write is the server's write timeout (see NewServer), which bounds
@@ -144,8 +163,12 @@ func NewHandler(pub *pipeline.Publisher, js jetstream.JetStream, cfg config.Publ
 	h.refused = refused
 	_, h.write, _ = timeouts(cfg)
 	h.creds.Store(&cfg)
-	h.mux.HandleFunc("POST "+PathStalwart, h.stalwart)
-	h.mux.HandleFunc("POST "+PathDovecot, h.dovecot)
+	h.formats = map[string]format.Format{}
+	for _, f := range format.All() {
+		h.formats[f.Name] = f
+	}
+	h.known = strings.Join(format.Names(), ", ")
+	h.mux.HandleFunc("POST "+PathPrefix+"{format}", h.ingest)
 	return h
 }
 
@@ -197,34 +220,56 @@ type answer struct {
 	Error      string     `json:"error,omitempty"`
 }
 
-func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
+// ingest serves POST /v1/ingest/{format}.
+func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 	began := time.Now()
+	f, ok := h.formats[r.PathValue("format")]
+	if !ok {
+		h.unknown(w, r)
+		return
+	}
 	body, done, ok := h.admit(w, r)
 	if !ok {
 		return
 	}
 	defer done()
-	if !json.Valid(body) {
-		h.fail(w, http.StatusBadRequest, errNotBatch{syntaxError(body).Error()})
-		return
+	if f.Split == nil {
+		h.one(w, r, f, body, began)
+	} else {
+		h.batch(w, r, f, body, began)
 	}
-	open, err := findEvents(body)
-	if err != nil {
-		h.fail(w, http.StatusBadRequest, err)
-		return
+}
+
+// unknown answers a request to the endpoint of no format, without reading
+// its body.
+func (h *Handler) unknown(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("format")
+	if len(name) > 64 {
+		name = name[:64] + "..."
 	}
-	rq := h.newRequest(r, began, func(i int) string { return fmt.Sprintf("stalwart event %d", i) })
-	eachElement(body, open, func(start int, raw []byte) bool {
-		if rq.add(raw, true, schema.FromStalwart) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	writeJSON(w, http.StatusNotFound, answer{Error: fmt.Sprintf("unknown ingest format %q: the formats are %s", name, h.known)})
+}
+
+// batch ingests a body of many events, which f.Split finds.
+func (h *Handler) batch(w http.ResponseWriter, r *http.Request, f format.Format, body []byte, began time.Time) {
+	rq := h.newRequest(r, began, func(i int) string { return fmt.Sprintf("%s event %d", f.Name, i) })
+	err := f.Split(body, func(raw, rest []byte) bool {
+		if rq.add(raw, true, f.Decode) {
 			return true
 		}
-		rq.refuseRest(body[start:])
+		rq.refuseRest(rest)
 		return false
 	})
 	a, ok := rq.finish()
 	switch {
 	case !ok:
 		h.unavailable(w, a)
+	case err != nil: // not a batch: nothing was taken
+		a.Error = err.Error()
+		writeJSON(w, http.StatusBadRequest, a)
 	case rq.tooMany >= 0:
 		a.Error = fmt.Sprintf("more than %d bad events: event %d and those after it were not ingested, but dead-lettered as one", MaxRejected, rq.tooMany)
 		writeJSON(w, http.StatusBadRequest, a)
@@ -233,22 +278,17 @@ func (h *Handler) stalwart(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) dovecot(w http.ResponseWriter, r *http.Request) {
-	began := time.Now()
-	body, done, ok := h.admit(w, r)
-	if !ok {
-		return
-	}
-	defer done()
-	rq := h.newRequest(r, began, func(int) string { return "dovecot event" })
-	rq.add(body, json.Valid(body), schema.FromDovecot)
+// one ingests a body that is one event.
+func (h *Handler) one(w http.ResponseWriter, r *http.Request, f format.Format, body []byte, began time.Time) {
+	rq := h.newRequest(r, began, func(int) string { return f.Name + " event" })
+	rq.add(body, json.Valid(body), f.Decode)
 	a, ok := rq.finish()
 	switch {
 	case !ok:
 		h.unavailable(w, a)
 	case len(a.Rejected) > 0:
 		// Rejected and dead-lettered: the sender should not retry.
-		writeJSON(w, http.StatusBadRequest, answer{Error: "dovecot event: " + a.Rejected[0].Error})
+		writeJSON(w, http.StatusBadRequest, answer{Error: f.Name + " event: " + a.Rejected[0].Error})
 	default:
 		writeJSON(w, http.StatusOK, a)
 	}

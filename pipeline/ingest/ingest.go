@@ -1,6 +1,11 @@
 // Package ingest turns what mail servers send into events on the EVENTS
-// stream: JSON lines from a file or stdin, Stalwart's telemetry webhook
-// and Dovecot's event exporter over HTTP.
+// stream: lines from a file or stdin (File), and HTTP requests to
+// POST /v1/ingest/<format> (Handler), in every format registered with
+// package format: Stalwart's telemetry webhook and Dovecot's event
+// exporter (packages stalwart and dovecot, linked in by this package
+// through package formats), and any other format package a program
+// imports. This package never names a format but for the names of the
+// built-in ones: it iterates the registry.
 //
 // Events that cannot be parsed, are over the limits or encode larger than
 // the NATS server takes are never silently dropped: they are reported to
@@ -20,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,71 +33,53 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mailtel/mailtel/pipeline"
+	"github.com/mailtel/mailtel/pipeline/ingest/dovecot"
+	"github.com/mailtel/mailtel/pipeline/ingest/format"
+	_ "github.com/mailtel/mailtel/pipeline/ingest/formats" // the built-in formats
+	"github.com/mailtel/mailtel/pipeline/ingest/stalwart"
 	"github.com/mailtel/mailtel/schema"
 )
 
-// Format is the wire format of one JSON event.
+// Format names a wire format of events: one registered with package
+// format (see there, and package formats for the built-in ones, which
+// this package links in).
 type Format string
 
-// The formats mailtel ingests.
+// The built-in formats.
 const (
-	Stalwart Format = "stalwart"
-	Dovecot  Format = "dovecot"
+	Stalwart Format = stalwart.Name
+	Dovecot  Format = dovecot.Name
 )
 
-// Detect tells a Stalwart webhook event ({"type":..,"data":..}) from a
-// Dovecot exporter event ({"event":..,"fields":..}) by their top-level
-// keys. It reads only the keys of the outer object.
+// Detect returns the format of one line of JSON lines (see format.Detect:
+// the first registered format, in the order of their names, that
+// recognizes it, else the fallback format, Stalwart's), "" when no format
+// is registered. It reads the line only as far as the formats' Detect do.
 func Detect(data []byte) Format {
-	// Dovecot's envelope has "event" and no "type"; Stalwart's the reverse.
-	if hasKey(data, `"event"`) && !hasKey(data, `"type"`) {
-		return Dovecot
-	}
-	return Stalwart
+	f, _ := format.Detect(data)
+	return Format(f.Name)
 }
 
-// hasKey reports whether key (quoted) appears followed by a colon, a cheap
-// test that never misreads a valid event of either format.
-func hasKey(data []byte, key string) bool {
-	for i := 0; ; {
-		j := bytes.Index(data[i:], []byte(key))
-		if j < 0 {
-			return false
-		}
-		k := i + j + len(key)
-		for k < len(data) && (data[k] == ' ' || data[k] == '\t' || data[k] == '\r' || data[k] == '\n') {
-			k++
-		}
-		if k < len(data) && data[k] == ':' {
-			return true
-		}
-		i = i + j + 1
-	}
-}
-
-// Decode parses one JSON event in either format into ev and checks it
+// Decode parses one event in any registered format into ev and checks it
 // against DefaultLimits.
 func Decode(data []byte, ev *schema.Event) (Format, error) {
 	return DecodeLimits(data, ev, DefaultLimits)
 }
 
-// DecodeLimits parses one JSON event in either format into ev and checks it
-// against the limits.
+// DecodeLimits parses one event in any registered format (see Detect)
+// into ev and checks it against the limits.
 func DecodeLimits(data []byte, ev *schema.Event, l Limits) (Format, error) {
-	f := Detect(data)
-	var err error
-	if f == Dovecot {
-		err = schema.FromDovecot(data, ev)
-	} else {
-		err = schema.FromStalwart(data, ev)
+	f, ok := format.Detect(data)
+	if !ok {
+		return "", fmt.Errorf("no ingest format recognizes the line (known: %s)", strings.Join(format.Names(), ", "))
 	}
-	if err != nil {
-		return f, fmt.Errorf("parse %s event: %w", f, err)
+	if err := f.Decode(data, ev); err != nil {
+		return Format(f.Name), fmt.Errorf("parse %s event: %w", f.Name, err)
 	}
 	if err := l.Check(ev); err != nil {
-		return f, fmt.Errorf("%s event %s: %w", f, ev.ID, err)
+		return Format(f.Name), fmt.Errorf("%s event %s: %w", f.Name, ev.ID, err)
 	}
-	return f, nil
+	return Format(f.Name), nil
 }
 
 // Counts are the outcome of an ingest run.
@@ -118,8 +106,8 @@ const MaxLine = 4 << 20
 // letter of one rejected line.
 const LetterTimeout = 10 * time.Second
 
-// File publishes every JSON line of r, one event per line in either
-// format (detected per line), and returns when JetStream acknowledged
+// File publishes every line of r, one event per line in any registered
+// format (detected per line, see Detect), and returns when JetStream acknowledged
 // every event and every dead letter. Empty lines are skipped. Bad lines
 // (that do not parse, are over the limits, or whose encoding is larger
 // than the server takes) are passed to reject and dead-lettered, without

@@ -58,7 +58,7 @@ func stored(t *testing.T, js jetstream.JetStream, cfg *config.Config) map[string
 		if err := schema.Unmarshal(m.Data, ev); err != nil {
 			t.Fatalf("seq %d: %v", seq, err)
 		}
-		if m.Subject != "events."+ev.Type {
+		if m.Subject != pipeline.EventsPrefix+ev.Type {
 			t.Errorf("event %s stored on %s", ev.ID, m.Subject)
 		}
 		out[schema.StalwartNativeID(ev.ID)] = ev

@@ -1,198 +1,20 @@
 package ingest
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/mailtel/mailtel/pipeline/ingest/internal/jsonscan"
 	"github.com/mailtel/mailtel/schema"
 )
 
-// The functions of this file walk JSON that json.Valid accepted, without
-// decoding it: they find the elements of a Stalwart batch as slices of
-// the body (so the body is the only copy of a request's bytes), and what
-// of an event the limits refuse before the schema adapters decode it (a
-// huge string, a list of millions of values). They never index outside
-// their input, valid or not.
-
-// scanner walks valid JSON.
-type scanner struct {
-	data []byte
-	pos  int
-}
-
-func (s *scanner) ws() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\r', '\n':
-			s.pos++
-		default:
-			return
-		}
-	}
-}
-
-// peek returns the next byte after white space, 0 at the end.
-func (s *scanner) peek() byte {
-	s.ws()
-	if s.pos < len(s.data) {
-		return s.data[s.pos]
-	}
-	return 0
-}
-
-// str skips the string at pos (its opening quote) and returns its
-// content as written, and whether it has escapes.
-func (s *scanner) str() (raw []byte, escaped bool) {
-	start := s.pos + 1
-	for s.pos++; s.pos < len(s.data); s.pos++ {
-		switch s.data[s.pos] {
-		case '"':
-			s.pos++
-			return s.data[start : s.pos-1], escaped
-		case '\\':
-			escaped = true
-			s.pos++
-		}
-	}
-	s.pos = len(s.data)
-	return s.data[min(start, len(s.data)):], escaped
-}
-
-// skip skips one value.
-func (s *scanner) skip() {
-	switch s.peek() {
-	case '"':
-		s.str()
-	case '{', '[':
-		depth := 0
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
-			case '"':
-				s.str()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.pos++
-					return
-				}
-			}
-			s.pos++
-		}
-	default: // number, true, false, null
-		for s.pos < len(s.data) {
-			switch s.data[s.pos] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return
-			}
-			s.pos++
-		}
-	}
-}
-
-// keyIs reports whether the raw key (as str returned it) decodes to name.
-func keyIs(raw []byte, escaped bool, name string) bool {
-	if !escaped {
-		return string(raw) == name
-	}
-	if len(raw) > 6*len(name) { // an escape is at most 6 bytes
-		return false
-	}
-	var k string
-	return json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &k) == nil && k == name
-}
-
-// errNotBatch says what a Stalwart body that is not {"events":[...]} is.
-type errNotBatch struct{ reason string }
-
-func (e errNotBatch) Error() string { return `body is not {"events":[...]}: ` + e.reason }
-
-// findEvents returns the position of the '[' of the "events" array of a
-// Stalwart webhook body, valid JSON. Members other than "events" are
-// ignored; a body that is not an object, without "events", with an
-// "events" that is not an array, or with two of them is an errNotBatch.
-func findEvents(body []byte) (int, error) {
-	s := scanner{data: body}
-	if c := s.peek(); c != '{' {
-		return 0, errNotBatch{"want a JSON object, got " + jsonWhat(c)}
-	}
-	s.pos++
-	events := -1
-	for {
-		switch s.peek() {
-		case ',':
-			s.pos++
-			continue
-		case '"':
-		default: // '}' or the end
-			if events < 0 {
-				return 0, errNotBatch{`no "events" array`}
-			}
-			return events, nil
-		}
-		raw, escaped := s.str()
-		if s.peek() == ':' {
-			s.pos++
-		}
-		c := s.peek()
-		if keyIs(raw, escaped, "events") {
-			if events >= 0 {
-				return 0, errNotBatch{`repeated member "events"`}
-			}
-			if c != '[' {
-				return 0, errNotBatch{`"events" is ` + jsonWhat(c) + `, not an array`}
-			}
-			events = s.pos
-		}
-		s.skip()
-	}
-}
-
-// eachElement calls fn with every element of the array whose '[' is at
-// open, and where it starts in data, in order, until fn returns false.
-func eachElement(data []byte, open int, fn func(start int, raw []byte) bool) {
-	s := scanner{data: data, pos: open + 1}
-	for {
-		switch s.peek() {
-		case ',':
-			s.pos++
-			continue
-		case ']', 0:
-			return
-		}
-		start := s.pos
-		s.skip()
-		if s.pos <= start || !fn(start, data[start:s.pos]) {
-			return
-		}
-	}
-}
-
-// jsonWhat names the JSON value that starts with c.
-func jsonWhat(c byte) string {
-	switch c {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	case 0:
-		return "nothing"
-	}
-	return "a number"
-}
+// checkRaw measures an event on its raw JSON, which json.Valid accepted,
+// without decoding it: what of an event the limits refuse is refused
+// before a format's decoder sees it (a huge string, a list of millions of
+// values). It never indexes outside its input, valid or not.
 
 // Sizes of what the schema adapters make of JSON (see checkRaw).
 const (
@@ -242,15 +64,15 @@ func checkRaw(raw []byte, l Limits) (decoded, grown int64, err error) {
 			count[depth-1]++
 		}
 	}
-	s := scanner{data: raw}
-	for s.pos < len(s.data) {
-		switch c := s.data[s.pos]; c {
+	s := jsonscan.Scanner{Data: raw}
+	for s.Pos < len(s.Data) {
+		switch c := s.Data[s.Pos]; c {
 		case ' ', '\t', '\r', '\n', ':':
-			s.pos++
+			s.Pos++
 			continue
 		case ',':
 			key = nil
-			s.pos++
+			s.Pos++
 			continue
 		case '{', '[':
 			element()
@@ -261,7 +83,7 @@ func checkRaw(raw []byte, l Limits) (decoded, grown int64, err error) {
 			typed[depth] = c == '[' && (typedKey(key) || depth > 0 && open[depth-1] == '[' && typed[depth-1])
 			depth++
 			key = nil
-			s.pos++
+			s.Pos++
 			continue
 		case '}', ']':
 			if depth > 0 {
@@ -277,16 +99,16 @@ func checkRaw(raw []byte, l Limits) (decoded, grown int64, err error) {
 				}
 			}
 			key = nil
-			s.pos++
+			s.Pos++
 			continue
 		case '"':
 		default: // number or literal
 			element()
 			key = nil
-			s.skip()
+			s.Skip()
 			continue
 		}
-		str, escaped := s.str()
+		str, escaped := s.Str()
 		n := decodedLen(str)
 		decoded += int64(n)
 		if escaped || n != len(str) {
@@ -298,7 +120,7 @@ func checkRaw(raw []byte, l Limits) (decoded, grown int64, err error) {
 		// The strings of the envelope (depth 1: id, type, hostname, ...)
 		// are not fields; the adapters check them.
 		limited := depth >= 2 && n > l.MaxString
-		if s.peek() == ':' {
+		if s.Peek() == ':' {
 			if limited {
 				return 0, 0, fmt.Errorf("key of %d bytes, more than the limit of %d", n, l.MaxString)
 			}
@@ -416,16 +238,4 @@ func quoteKey(raw []byte) string {
 		return strconv.Quote(string(raw[:64])) + "..."
 	}
 	return strconv.Quote(string(raw))
-}
-
-var errInvalidJSON = errors.New("invalid JSON")
-
-// syntaxError returns why body, which json.Valid refused, is not JSON.
-func syntaxError(body []byte) error {
-	// Unmarshal checks the whole input before it decodes anything, so
-	// this allocates nothing for the value.
-	if err := json.Unmarshal(body, &struct{}{}); err != nil {
-		return err
-	}
-	return errInvalidJSON
 }

@@ -2,56 +2,15 @@ package ingest
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mailtel/mailtel/pipeline/ingest/format"
+	"github.com/mailtel/mailtel/pipeline/ingest/internal/jsonscan"
 	"github.com/mailtel/mailtel/schema"
 )
-
-func TestFindEvents(t *testing.T) {
-	for _, tc := range []struct {
-		body   string
-		events []string // the elements found
-		err    string
-	}{
-		{`{"events":[]}`, nil, ""},
-		{` { "x" : {"events":[1]} , "events" : [ {"a":"]"} , 2,"s\"]" ,[[]] ] , "y":null } `, []string{`{"a":"]"}`, `2`, `"s\"]"`, `[[]]`}, ""},
-		{`{"\u0065vents":[true]}`, []string{`true`}, ""},
-		{`{"Events":[1]}`, nil, `body is not {"events":[...]}: no "events" array`},
-		{`{"events":null}`, nil, `"events" is null, not an array`},
-		{`{"events":{"a":1}}`, nil, `"events" is an object, not an array`},
-		{`{"events":[1],"events":[2]}`, nil, `repeated member "events"`},
-		{`[{"events":[]}]`, nil, "want a JSON object, got an array"},
-		{`"events"`, nil, "want a JSON object, got a string"},
-		{`{}`, nil, `no "events" array`},
-	} {
-		open, err := findEvents([]byte(tc.body))
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%s: err %v, want %q", tc.body, err, tc.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.body, err)
-			continue
-		}
-		var got []string
-		eachElement([]byte(tc.body), open, func(start int, raw []byte) bool {
-			if tc.body[start:start+len(raw)] != string(raw) {
-				t.Errorf("%s: element %s not at %d", tc.body, raw, start)
-			}
-			got = append(got, string(raw))
-			return true
-		})
-		if fmt.Sprint(got) != fmt.Sprint(tc.events) {
-			t.Errorf("%s: elements %q, want %q", tc.body, got, tc.events)
-		}
-	}
-}
 
 func TestCheckRaw(t *testing.T) {
 	l := Limits{MaxFields: 4, MaxDepth: 2, MaxString: 10}
@@ -98,8 +57,8 @@ func TestCheckRawAllocatesNothing(t *testing.T) {
 }
 
 // FuzzCheckRaw: checkRaw measures strings exactly as encoding/json decodes
-// them, and refuses only events the schema adapters or Limits.Check refuse
-// too.
+// them, and refuses only events the decoder of every registered format or
+// Limits.Check refuse too.
 func FuzzCheckRaw(f *testing.F) {
 	for _, dir := range []string{"stalwart", "dovecot"} {
 		files, _ := filepath.Glob(filepath.Join("..", "..", "schema", "testdata", dir, "*.json"))
@@ -118,29 +77,28 @@ func FuzzCheckRaw(f *testing.F) {
 			checkRaw(raw, l) // must not panic
 			return
 		}
-		s := scanner{data: raw}
-		for s.pos < len(raw) {
-			if raw[s.pos] != '"' {
-				s.pos++
+		s := jsonscan.Scanner{Data: raw}
+		for s.Pos < len(raw) {
+			if raw[s.Pos] != '"' {
+				s.Pos++
 				continue
 			}
-			start := s.pos
-			str, _ := s.str()
+			start := s.Pos
+			str, _ := s.Str()
 			var want string
-			if err := json.Unmarshal(raw[start:s.pos], &want); err != nil {
-				t.Fatalf("%q: %v", raw[start:s.pos], err)
+			if err := json.Unmarshal(raw[start:s.Pos], &want); err != nil {
+				t.Fatalf("%q: %v", raw[start:s.Pos], err)
 			}
 			if got := decodedLen(str); got != len(want) {
 				t.Fatalf("decodedLen(%q) = %d, want %d", str, got, len(want))
 			}
 		}
 		if _, _, err := checkRaw(raw, l); err != nil {
-			var ev schema.Event
-			if schema.FromStalwart(raw, &ev) == nil && l.Check(&ev) == nil {
-				t.Fatalf("checkRaw refused a Stalwart event the limits take: %v", err)
-			}
-			if schema.FromDovecot(raw, &ev) == nil && l.Check(&ev) == nil {
-				t.Fatalf("checkRaw refused a Dovecot event the limits take: %v", err)
+			for _, f := range format.All() {
+				var ev schema.Event
+				if f.Decode(raw, &ev) == nil && l.Check(&ev) == nil {
+					t.Fatalf("checkRaw refused a %s event the limits take: %v", f.Name, err)
+				}
 			}
 		}
 	})

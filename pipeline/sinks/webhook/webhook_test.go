@@ -23,6 +23,7 @@ import (
 	"github.com/mailtel/mailtel/pipeline/sink"
 
 	"github.com/mailtel/mailtel/catalog"
+	"github.com/mailtel/mailtel/pipeline/ingest/stalwart"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/pipeline/sinks/webhook"
 	"github.com/mailtel/mailtel/schema"
@@ -95,7 +96,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if a.status/100 == 2 {
-		events, err := schema.ParseStalwartBatch(body)
+		events, err := stalwart.DecodeBatch(body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -244,7 +245,7 @@ func TestDeliver(t *testing.T) {
 						t.Errorf("header %s = %q, want %q", k, got, v)
 					}
 				}
-				evs, err := schema.ParseStalwartBatch(body)
+				evs, err := stalwart.DecodeBatch(body)
 				if err != nil {
 					t.Fatalf("body %d: %v", i, err)
 				}
