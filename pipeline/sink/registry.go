@@ -71,12 +71,14 @@ func Register(f Factory) {
 			panic(fmt.Sprintf("sink: Register %s: section %s already holds kind %s, and only a typed section holds several", f.Kind, f.Section, other.Kind))
 		}
 	}
-	for _, name := range append([]string{f.Kind}, f.Aliases...) {
-		k := f.Section + "/" + name
-		if _, dup := registry.byKey[k]; dup {
+	names := append([]string{f.Kind}, f.Aliases...)
+	for _, name := range names {
+		if _, dup := registry.byKey[f.Section+"/"+name]; dup {
 			panic(fmt.Sprintf("sink: Register: %s %q registered twice", f.Section, name))
 		}
-		registry.byKey[k] = &f
+	}
+	for _, name := range names {
+		registry.byKey[f.Section+"/"+name] = &f
 	}
 	registry.all = append(registry.all, &f)
 	sort.Slice(registry.all, func(i, j int) bool {
