@@ -608,7 +608,7 @@ timeout = "5s"`, nil)
 // and a collector that fails for a while: 503 for its first four requests,
 // then a 429 with Retry-After: 1, then 200. The sink retries (honouring
 // Retry-After) and still delivers every event exactly once; nothing is
-// dead-lettered. It takes about ten seconds: when the sink pauses, the
+// dead-lettered. It can take ten seconds: when the sink pauses, the
 // runner gives back what it fetched beyond the batch it retries, and
 // JetStream redelivers that after the runner's release delay (twice the
 // pull expiry, 10s).
