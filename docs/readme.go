@@ -12,6 +12,10 @@
 // what they mean to bash. A command is one top-level statement: what a
 // user types and runs at once. A call is one simple command inside it (a
 // pipeline "tail -F f | publisher file -" is one command of two calls).
+//
+// It also makes the configuration reference, config-reference.md
+// (Reference, reference.go; go generate ./docs), from the configuration
+// structs and the registered sink kinds.
 package docs
 
 import (

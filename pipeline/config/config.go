@@ -37,13 +37,13 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Tracing   Tracing      `toml:"tracing"`
-	NATS      NATS         `toml:"nats"`
-	Streams   Streams      `toml:"streams"`
-	Publisher Publisher    `toml:"publisher"`
-	Router    Router       `toml:"router"`
-	Sinks     SinksSection `toml:"sinks"`
-	Logging   Logging      `toml:"logging"`
+	Tracing   Tracing      `toml:"tracing" doc:"Stalwart's tracing settings: [tracing.level] overrides the catalog's default level of event types"`
+	NATS      NATS         `toml:"nats" doc:"where the pipeline's NATS server is and how to authenticate to it; with url empty the router starts an embedded server"`
+	Streams   Streams      `toml:"streams" doc:"names and limits of the streams: EVENTS, DLQ and one ROUTED_<sink> per sink"`
+	Publisher Publisher    `toml:"publisher" doc:"publisher ingest's HTTP server, its authentication, and the limits on one event"`
+	Router    Router       `toml:"router" doc:"the router workers, which share one durable consumer on EVENTS"`
+	Sinks     SinksSection `toml:"sinks" doc:"settings shared by every sink consumer, and the retry policy every sink inherits"`
+	Logging   Logging      `toml:"logging" doc:"the processes' own logs"`
 
 	// SinkSections are the sinks' sections ([tracer.<id>], [webhook.<id>],
 	// [metrics]), each decoded by its kind (package sink's registry),
@@ -69,7 +69,7 @@ type Config struct {
 // ids to levels; both `"auth.success" = "debug"` and the dotted form
 // `auth.success = "debug"` are accepted.
 type Tracing struct {
-	Level map[string]any `toml:"level"`
+	Level map[string]any `toml:"level" doc:"event id = level (trace, debug, info, warn, error or disable), overriding the catalog's default: \"auth.success\" = \"debug\" or auth.success = \"debug\""`
 	// Overrides is Level flattened and parsed.
 	Overrides map[string]catalog.Level `toml:"-"`
 }
@@ -90,26 +90,26 @@ type Tracing struct {
 type NATS struct {
 	// URL is a comma-separated server list; empty means the router starts an
 	// embedded server on Listen and the other processes connect to it.
-	URL         string `toml:"url"`
-	Listen      string `toml:"listen"`
-	StoreDir    string `toml:"store-dir"`
-	Credentials string `toml:"credentials"`
-	User        string `toml:"user"`
-	Password    string `toml:"password" secret:"true"`
-	Token       string `toml:"token" secret:"true"`
+	URL         string `toml:"url" doc:"comma-separated NATS server URLs; empty: the router starts an embedded server on listen and the other processes connect to it"`
+	Listen      string `toml:"listen" doc:"where the embedded server listens (host:port); beyond loopback it needs authentication"`
+	StoreDir    string `toml:"store-dir" doc:"the embedded server's JetStream storage directory"`
+	Credentials string `toml:"credentials" doc:"a .creds file for an external NATS server with JWT auth (url set)"`
+	User        string `toml:"user" doc:"the NATS user, with password; the embedded server requires it of every client"`
+	Password    string `toml:"password" secret:"true" doc:"the user's password (required with user)"`
+	Token       string `toml:"token" secret:"true" doc:"a NATS token, instead of user and password"`
 	TLS         TLS    `toml:"tls"`
-	Name        string `toml:"name"`
+	Name        string `toml:"name" doc:"the connection name the processes give NATS"`
 }
 
 // TLS is `[nats.tls]`: the embedded server's certificate or the client's
 // (see NATS).
 type TLS struct {
-	CA   string `toml:"ca"`
-	Cert string `toml:"cert"`
-	Key  string `toml:"key"`
+	CA   string `toml:"ca" doc:"the CA that verifies the servers' certificates, or (embedded, with verify) the clients'"`
+	Cert string `toml:"cert" doc:"the embedded server's certificate, or the client's certificate (with key)"`
+	Key  string `toml:"key" doc:"the private key of cert"`
 	// Verify makes the embedded server require a client certificate signed
 	// by CA.
-	Verify bool `toml:"verify"`
+	Verify bool `toml:"verify" doc:"the embedded server requires client certificates signed by ca"`
 }
 
 // Embedded reports whether the processes use the embedded server (no URL).
@@ -170,47 +170,47 @@ func (s Streams) RoutedStream(sink string) string { return RoutedStream(s.Routed
 // Streams is `[streams]`: names and limits of the streams: EVENTS, DLQ,
 // and one ROUTED stream per sink, named by RoutedStream.
 type Streams struct {
-	Events     string   `toml:"events"`
-	Routed     string   `toml:"routed"`
-	DLQ        string   `toml:"dlq"`
-	Replicas   int      `toml:"replicas"`
-	MaxAge     Duration `toml:"max-age"`
-	MaxBytes   Size     `toml:"max-bytes"`
-	Duplicates Duration `toml:"duplicates"`
+	Events     string   `toml:"events" doc:"the stream of every event (events.<category>.<event>)"`
+	Routed     string   `toml:"routed" doc:"the prefix of the sinks' streams: ROUTED_<sink> holds routed.<sink>.>"`
+	DLQ        string   `toml:"dlq" doc:"the stream of dead letters (dlq.<stage>.<category>.<event>)"`
+	Replicas   int      `toml:"replicas" doc:"the replicas of each stream: 1 on one machine, 3 on a cluster (1 to 5)"`
+	MaxAge     Duration `toml:"max-age" doc:"how long a stream keeps an event; at least discard-after"`
+	MaxBytes   Size     `toml:"max-bytes" doc:"the storage JetStream reserves for each stream, its oldest events dropped beyond; 0 is unlimited"`
+	Duplicates Duration `toml:"duplicates" doc:"EVENTS' dedupe window: a sender's retry within it is stored once"`
 	// RoutedDuplicates is the duplicate window of the ROUTED streams. It
 	// only has to outlast a router's redelivery of an event whose copies
 	// were stored but not acked (router.ack-wait), so it is shorter than
 	// EVENTS' window, which covers senders' retries; the server keeps every
 	// message id of a window in memory.
-	RoutedDuplicates Duration `toml:"routed-duplicates"`
+	RoutedDuplicates Duration `toml:"routed-duplicates" doc:"the ROUTED streams' dedupe window; at least twice [router] ack-wait"`
 }
 
 // Publisher is `[publisher]`. Listen is where `publisher ingest` serves;
 // beyond loopback it needs Token, User and Password, or SignatureKey.
 type Publisher struct {
-	Listen       string `toml:"listen"`
-	MaxBody      Size   `toml:"max-body"`
-	MaxInFlight  int    `toml:"max-in-flight"`
-	Token        string `toml:"token" secret:"true"`
-	User         string `toml:"user"`
-	Password     string `toml:"password" secret:"true"`
-	SignatureKey string `toml:"signature-key" secret:"true"`
+	Listen       string `toml:"listen" doc:"where publisher ingest serves (host:port); beyond loopback it needs token, user/password or signature-key"`
+	MaxBody      Size   `toml:"max-body" doc:"the largest ingest request body"`
+	MaxInFlight  int    `toml:"max-in-flight" doc:"the most events being stored at once"`
+	Token        string `toml:"token" secret:"true" doc:"the bearer token every ingest request must send"`
+	User         string `toml:"user" doc:"the basic auth user of ingest requests, with password"`
+	Password     string `toml:"password" secret:"true" doc:"the basic auth password of ingest requests (required with user)"`
+	SignatureKey string `toml:"signature-key" secret:"true" doc:"every ingest request must carry X-Signature, base64 HMAC-SHA256 of the body, as Stalwart signs"`
 	// Limits on one event; events beyond them are rejected and dead-lettered.
-	MaxFields int  `toml:"max-fields"`
-	MaxDepth  int  `toml:"max-depth"`
-	MaxString Size `toml:"max-string"`
+	MaxFields int  `toml:"max-fields" doc:"the most fields of one event; a bigger event is rejected and dead-lettered"`
+	MaxDepth  int  `toml:"max-depth" doc:"the deepest nesting of one event's fields"`
+	MaxString Size `toml:"max-string" doc:"the longest string value of one event"`
 	// ReadTimeout bounds the reading of one ingest request, headers and
 	// body (30s); WriteTimeout the time from the end of its headers to the
 	// end of its answer, the storing of its events included (2m); and
 	// IdleTimeout the wait of a keep-alive connection for its next
 	// request (60s).
-	ReadTimeout  Duration `toml:"read-timeout"`
-	WriteTimeout Duration `toml:"write-timeout"`
-	IdleTimeout  Duration `toml:"idle-timeout"`
+	ReadTimeout  Duration `toml:"read-timeout" doc:"bounds the reading of one ingest request, headers and body"`
+	WriteTimeout Duration `toml:"write-timeout" doc:"bounds the time from the end of a request's headers to the end of its answer, the storing of its events included"`
+	IdleTimeout  Duration `toml:"idle-timeout" doc:"how long a keep-alive connection waits for its next request"`
 	// MaxInFlightBytes caps the bytes of the ingest requests being read
 	// and handled at once (64 MiB): a request that would go over it is
 	// answered 503 without its body being read.
-	MaxInFlightBytes Size `toml:"max-in-flight-bytes"`
+	MaxInFlightBytes Size `toml:"max-in-flight-bytes" doc:"caps the bytes of the ingest requests being read and handled at once: beyond it a request is answered 503 unread"`
 }
 
 // HasAuth reports whether ingest requests must authenticate: a token, a
@@ -221,26 +221,26 @@ func (p Publisher) HasAuth() bool {
 
 // Router is `[router]`.
 type Router struct {
-	Workers  int      `toml:"workers"`
-	Batch    int      `toml:"batch"`
-	Consumer string   `toml:"consumer"`
-	AckWait  Duration `toml:"ack-wait"`
-	HTTP     string   `toml:"http"`
+	Workers  int      `toml:"workers" doc:"the router workers of one process"`
+	Batch    int      `toml:"batch" doc:"the most events a worker fetches at once"`
+	Consumer string   `toml:"consumer" doc:"the durable consumer on EVENTS every router shares"`
+	AckWait  Duration `toml:"ack-wait" doc:"how long an event a router took may stay unacked before it is redelivered"`
+	HTTP     string   `toml:"http" doc:"where the router serves /healthz, /readyz and /metrics"`
 	// ServerFanOut names the sinks whose ROUTED stream the NATS server
 	// fills itself, as a stream source of EVENTS, instead of the router
 	// copying events into it (see SinkSpec.ServerFanOut).
-	ServerFanOut []string `toml:"server-fan-out"`
+	ServerFanOut []string `toml:"server-fan-out" doc:"sinks whose ROUTED stream the NATS server fills itself (a stream source of EVENTS) instead of the router"`
 }
 
 // SinksSection is `[sinks]`: settings shared by every sink consumer.
 type SinksSection struct {
-	Batch   int      `toml:"batch"`
-	AckWait Duration `toml:"ack-wait"`
-	HTTP    string   `toml:"http"`
+	Batch   int      `toml:"batch" doc:"the most events a sink fetches at once"`
+	AckWait Duration `toml:"ack-wait" doc:"how long a fetched event may stay unacked before JetStream redelivers it"`
+	HTTP    string   `toml:"http" doc:"where the sinks process serves /healthz, /readyz and /metrics"`
 	Retry
 	// MaxDeliver is no longer used (retries are bounded by time, see
 	// Retry); set, it is an error that says so.
-	MaxDeliver *int `toml:"max-deliver"`
+	MaxDeliver *int `toml:"max-deliver" doc:"removed: an error if set; discard-after replaced it"`
 }
 
 // Retry is how long a sink retries a failing write (see package
@@ -249,14 +249,14 @@ type SinksSection struct {
 // discard-after, when they are dead-lettered. [sinks] sets them for every
 // sink; a [tracer.<id>] or [webhook.<id>] may set its own.
 type Retry struct {
-	DiscardAfter Duration `toml:"discard-after"`
-	MaxBackoff   Duration `toml:"max-backoff"`
+	DiscardAfter Duration `toml:"discard-after" doc:"how long a failing write is retried before its events are dead-lettered"`
+	MaxBackoff   Duration `toml:"max-backoff" doc:"the longest wait between two attempts of a failing write"`
 }
 
 // Logging is `[logging]`: the processes' own logs.
 type Logging struct {
-	Level  string `toml:"level"`
-	Format string `toml:"format"` // console or json
+	Level  string `toml:"level" doc:"the least level of the processes' own logs: trace, debug, info, warn or error"`
+	Format string `toml:"format" doc:"console or json"` // console or json
 }
 
 // Default returns the configuration of an empty file.
