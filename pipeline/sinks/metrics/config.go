@@ -97,3 +97,10 @@ func init() {
 		},
 	})
 }
+
+// Interface guards.
+var (
+	_ sink.Sink      = (*Sink)(nil)
+	_ sink.Starter   = (*Sink)(nil)
+	_ sink.Describer = (*Config)(nil)
+)

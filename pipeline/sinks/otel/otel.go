@@ -108,6 +108,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mailtel/mailtel/pipeline/config/value"
+	"github.com/mailtel/mailtel/pipeline/sink"
 	"github.com/mailtel/mailtel/pipeline/sinks/outbound"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -144,11 +145,13 @@ type Sink struct {
 	secrets  *outbound.Secrets
 }
 
-// The method set of sink.Sink, which this package must not import.
-var _ interface {
-	Write(context.Context, []*schema.Event) error
-	Close(context.Context) error
-} = (*Sink)(nil)
+// Interface guards.
+var (
+	_ sink.Sink       = (*Sink)(nil)
+	_ sink.Describer  = (*Config)(nil)
+	_ sink.Redirecter = (*Config)(nil)
+	_ sink.Printer    = Enable{}
+)
 
 // New returns the sink named name for cfg (DefaultConfig with the
 // section decoded over it). It fails with cfg.Validate's errors, and

@@ -128,3 +128,12 @@ func init() {
 		})
 	}
 }
+
+// Interface guards.
+var (
+	_ sink.Sink           = (*Sink)(nil)
+	_ sink.WrittenChecker = (*Sink)(nil)
+	_ sink.Skipper        = (*Sink)(nil)
+	_ sink.Describer      = (*Config)(nil)
+	_ sink.Redirecter     = (*Config)(nil)
+)

@@ -95,3 +95,10 @@ func init() {
 		},
 	})
 }
+
+// Interface guards.
+var (
+	_ sink.Sink       = (*Sink)(nil)
+	_ sink.Describer  = (*Config)(nil)
+	_ sink.Redirecter = (*Config)(nil)
+)
