@@ -20,7 +20,8 @@
 //     implements Config: Enabled, Rule (the Stalwart routing keys level,
 //     events, events-policy, disabled-events, which the host validates and
 //     the router applies), and Validate for its own keys. Embedding Retry
-//     gives it discard-after and max-backoff.
+//     gives it discard-after and max-backoff; a tracer type embeds
+//     LevelRule for its routing keys and Rule method.
 //  2. A constructor that builds the Sink from that Config and Settings.
 //  3. func init() { sink.Register(sink.Factory{...}) } in the package.
 //  4. One blank import of the package in pipeline/sinks/all.
@@ -173,4 +174,19 @@ type Describer interface {
 // to to (a URL, a directory), or an error saying what to must be.
 type Redirecter interface {
 	Redirect(to string) (Config, error)
+}
+
+// LevelRule is the routing keys of a level-based section, a tracer of any
+// type: a kind's Config embeds it (with no toml name) to have them and its
+// Rule method.
+type LevelRule struct {
+	Level          string   `toml:"level" doc:"the least level taken: trace, debug, info, warn or error"`
+	DisabledEvents []string `toml:"disabled-events" doc:"event id patterns never taken (auth.*, *-fail)"`
+	Events         []string `toml:"events" doc:"event id patterns: with events-policy include, only these are taken"`
+	EventsPolicy   string   `toml:"events-policy" doc:"include (events is an allowlist) or exclude (a blocklist)"`
+}
+
+// Rule returns r as a level-based Rule.
+func (r LevelRule) Rule() Rule {
+	return Rule{LevelBased: true, Level: r.Level, Events: r.Events, EventsPolicy: r.EventsPolicy, DisabledEvents: r.DisabledEvents}
 }

@@ -77,13 +77,8 @@ type Config struct {
 	// Throttle is the least time between two requests of one slot (see
 	// Concurrency); 0 means none.
 	Throttle value.Duration `toml:"throttle" doc:"the least time between two requests of one slot"`
-	// Level, DisabledEvents, Events and EventsPolicy select the events
-	// (the router applies them).
-	Level          string   `toml:"level" doc:"the least level exported: trace, debug, info, warn or error"`
-	DisabledEvents []string `toml:"disabled-events" doc:"event id patterns never exported"`
-	Events         []string `toml:"events" doc:"event id patterns: with events-policy include, only these are exported"`
-	EventsPolicy   string   `toml:"events-policy" doc:"include (events is an allowlist) or exclude (a blocklist)"`
-	// Lossy is accepted for Stalwart compatibility; mailtel never drops.
+	// LevelRule selects the events (the router applies it).
+	sink.LevelRule
 	Lossy bool `toml:"lossy" doc:"accepted for Stalwart compatibility; mailtel never drops"`
 	// BatchSize is the most events in one export request.
 	BatchSize int `toml:"batch-size" doc:"the most events in one export request"`
@@ -103,7 +98,7 @@ func DefaultConfig() *Config {
 		Transport:   TransportHTTP,
 		Timeout:     value.Duration(DefaultTimeout),
 		Throttle:    value.Duration(DefaultThrottle),
-		Level:       "info",
+		LevelRule:   sink.LevelRule{Level: "info"},
 		BatchSize:   DefaultBatchSize,
 		Concurrency: DefaultConcurrency,
 	}
@@ -111,12 +106,6 @@ func DefaultConfig() *Config {
 
 // Enabled reports whether the tracer is on (`enable` is not false).
 func (c *Config) Enabled() bool { return c.Enable.Tracer == nil || *c.Enable.Tracer }
-
-// Rule returns the tracer's routing keys: an OpenTelemetry tracer is
-// level-based, as every tracer.
-func (c *Config) Rule() sink.Rule {
-	return sink.Rule{LevelBased: true, Level: c.Level, Events: c.Events, EventsPolicy: c.EventsPolicy, DisabledEvents: c.DisabledEvents}
-}
 
 // Describe says where the events are exported (the endpoint redacted).
 func (c *Config) Describe() string {

@@ -47,17 +47,17 @@ func TestGoodConfigs(t *testing.T) {
 	got := sections(t, "testdata/good.toml")
 	want := map[string]otel.Config{
 		"stalwart-http": {Type: "open-telemetry", Transport: "http", Endpoint: "https://tracing.example.test/v1/otel",
-			Headers: otel.Headers{"Authorization": "Bearer abc%20def", "X-Scope-OrgID": "mail"}, Level: "debug",
+			Headers: otel.Headers{"Authorization": "Bearer abc%20def", "X-Scope-OrgID": "mail"}, LevelRule: sink.LevelRule{Level: "debug"},
 			Enable: otel.Enable{Tracer: ptr(true)}},
-		"stalwart-grpc": {Type: "otel", Transport: "grpc", Level: "info"},
+		"stalwart-grpc": {Type: "otel", Transport: "grpc", LevelRule: sink.LevelRule{Level: "info"}},
 		"full": {Type: "open-telemetry", Transport: "http", Endpoint: "http://127.0.0.1:4318/v1/logs",
 			Headers: otel.Headers{"X-Api-Key": "k"}, Timeout: value.Duration(5 * time.Second),
-			Throttle: value.Duration(250 * time.Millisecond), Level: "warn",
-			DisabledEvents: []string{"telemetry.*", "*-raw-input"}, Events: []string{"auth.*", "smtp.*"},
-			EventsPolicy: "include", Lossy: true, BatchSize: 200, Concurrency: 2,
+			Throttle: value.Duration(250 * time.Millisecond), LevelRule: sink.LevelRule{Level: "warn",
+				DisabledEvents: []string{"telemetry.*", "*-raw-input"}, Events: []string{"auth.*", "smtp.*"},
+				EventsPolicy: "include"}, Lossy: true, BatchSize: 200, Concurrency: 2,
 			Retry:  sink.Retry{DiscardAfter: value.Duration(2 * time.Hour), MaxBackoff: value.Duration(10 * time.Second)},
 			Enable: otel.Enable{LogExporter: ptr(true), SpanExporter: ptr(false)}},
-		"off": {Type: "open-telemetry", Transport: "carrier-pigeon", Level: "info", Enable: otel.Enable{Tracer: ptr(false)}},
+		"off": {Type: "open-telemetry", Transport: "carrier-pigeon", LevelRule: sink.LevelRule{Level: "info"}, Enable: otel.Enable{Tracer: ptr(false)}},
 	}
 	def := *otel.DefaultConfig()
 	for id, c := range want {

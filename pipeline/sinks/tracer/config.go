@@ -18,19 +18,16 @@ const (
 // Config is a Stalwart `[tracer.<id>]` logger of type log, console or
 // stdout. A pasted Stalwart section decodes into it unchanged.
 type Config struct {
-	Type           string   `toml:"type" doc:"log (rotating files), console or stdout (standard output)"`
-	Enable         *bool    `toml:"enable" doc:"false keeps the section in the file without running it"`
-	Level          string   `toml:"level" doc:"the least level written: trace, debug, info, warn or error"`
-	DisabledEvents []string `toml:"disabled-events" doc:"event id patterns never written (auth.*, *-fail)"`
-	Events         []string `toml:"events" doc:"event id patterns: with events-policy include, only these are written"`
-	EventsPolicy   string   `toml:"events-policy" doc:"include (events is an allowlist) or exclude (a blocklist)"`
-	Path           string   `toml:"path" doc:"the directory of a log tracer's files (required for log)"`
-	Prefix         string   `toml:"prefix" doc:"the start of a log tracer's file names"`
-	Rotate         string   `toml:"rotate" doc:"when a log tracer starts a new file: daily, hourly or never (UTC)"`
-	Format         string   `toml:"format" doc:"json (one object per line) or text (Stalwart's own line)"`
-	Ansi           bool     `toml:"ansi" doc:"colours in the text format"`
-	Multiline      bool     `toml:"multiline" doc:"one field per line in the text format"`
-	Lossy          bool     `toml:"lossy" doc:"accepted for Stalwart compatibility; mailtel never drops"`
+	Type   string `toml:"type" doc:"log (rotating files), console or stdout (standard output)"`
+	Enable *bool  `toml:"enable" doc:"false keeps the section in the file without running it"`
+	sink.LevelRule
+	Path      string `toml:"path" doc:"the directory of a log tracer's files (required for log)"`
+	Prefix    string `toml:"prefix" doc:"the start of a log tracer's file names"`
+	Rotate    string `toml:"rotate" doc:"when a log tracer starts a new file: daily, hourly or never (UTC)"`
+	Format    string `toml:"format" doc:"json (one object per line) or text (Stalwart's own line)"`
+	Ansi      bool   `toml:"ansi" doc:"colours in the text format"`
+	Multiline bool   `toml:"multiline" doc:"one field per line in the text format"`
+	Lossy     bool   `toml:"lossy" doc:"accepted for Stalwart compatibility; mailtel never drops"`
 	// Buffered is accepted for Stalwart compatibility.
 	Buffered any `toml:"buffered" doc:"accepted for Stalwart compatibility and ignored"`
 	sink.Retry
@@ -40,7 +37,7 @@ type Config struct {
 // daily rotation, prefix "mailtel", format json for a log tracer and text
 // (what a person reads, as Stalwart prints it) on standard output.
 func NewConfig(typ string) *Config {
-	c := &Config{Type: typ, Level: "info", Rotate: "daily", Prefix: "mailtel", Format: "json"}
+	c := &Config{Type: typ, LevelRule: sink.LevelRule{Level: "info"}, Rotate: "daily", Prefix: "mailtel", Format: "json"}
 	if typ != TypeLog {
 		c.Format = "text"
 	}
@@ -49,11 +46,6 @@ func NewConfig(typ string) *Config {
 
 // Enabled reports whether the tracer runs (enable is not false).
 func (c *Config) Enabled() bool { return c.Enable == nil || *c.Enable }
-
-// Rule returns the tracer's routing keys: a tracer is level-based.
-func (c *Config) Rule() sink.Rule {
-	return sink.Rule{LevelBased: true, Level: c.Level, Events: c.Events, EventsPolicy: c.EventsPolicy, DisabledEvents: c.DisabledEvents}
-}
 
 // Defaults sets events-policy to include when events is set.
 func (c *Config) Defaults() {
