@@ -188,8 +188,15 @@ func (b *bench) runAll(ctx context.Context) error {
 		}
 	}
 	evs = nil
+	// A soak runs at half its variant's sustained maximum, measured right
+	// before it, unless told the rate.
 	for _, sc := range b.o.soaks {
-		if err := b.paced(ctx, sc, halfRate(singleOf(sc)), b.o.soak); err != nil {
+		if b.o.rate == 0 {
+			if err := b.sustained(ctx, sustainedOf(sc)); err != nil {
+				return fmt.Errorf("%s: %w", sustainedOf(sc), err)
+			}
+		}
+		if err := b.paced(ctx, sc, halfRate(sustainedOf(sc)), b.o.soak); err != nil {
 			return fmt.Errorf("%s: %w", sc, err)
 		}
 	}

@@ -13,9 +13,13 @@
 //	hop       N stored events copied by the router, and by a raw nats.go
 //	          consume -> PublishMsgAsync (Nats-Msg-Id) -> ack loop: the
 //	          router's rate against the plain hop's
-//	soak      (-soak D) the single-sink pipeline at half its measured
-//	          rate for D, router and server fan-out, with every process's
-//	          memory and GC sampled; per-minute rows, bench/soak.png
+//	sustained (with -soak) the single-sink pipeline closed-loop for its
+//	          longest duplicate window plus a minute: the rate written in
+//	          that minute, with every window full, is its sustained maximum
+//	soak      (-soak D) the single-sink pipeline at half its sustained
+//	          maximum for D, router and server fan-out, with every
+//	          process's memory and GC sampled; per-minute rows,
+//	          bench/soak.png
 //
 // The router runs as a separate process (the real cmd/router binary), so
 // its CPU time, allocations and peak RSS per routed event are measured from
@@ -135,13 +139,19 @@ is noisy: the table shows the round with the median single/baseline ratio,
 lists every round's rates and ratios, and gives each single-sink scenario's
 median ratio as its summary ratio. Prints one table
 and writes it as JSON to -out. With -soak D it measures the single-sink
-rates (router and server fan-out) and the hop, then runs each variant of
--soak-variants at half its rate for D, sampling every -sample the RSS, Go
-heap and GC CPU of the router process and of this process (which holds the
-embedded NATS server, the publisher and the sinks) and the server's
-duplicate-window memory (estimated); it reports latency and memory per
--interval, latency and RSS slopes after -warmup, and draws soak.png beside
--out.`
+rates (router and server fan-out) and the hop, then for each variant of
+-soak-variants its sustained maximum (scenario sustained or
+sustained-server: closed loop, at most 20,000 events between publish and
+write, for the longest duplicate window plus a minute; the rate written in
+that minute, when the server holds a full window of message ids, which the
+short phases never do), and runs the variant at half that rate for D,
+sampling every -sample the RSS, Go heap and GC CPU of the router process
+and of this process (which holds the embedded NATS server, the publisher
+and the sinks) and the server's duplicate-window memory (estimated). It
+reports latency and memory per -interval, latency percentiles after
+-warmup, RSS slopes after -warmup plus the longest duplicate window (while
+the windows fill, the server's memory grows by design), and draws soak.png
+beside -out. With -rate the soak runs at that rate and skips the rest.`
 
 const example = `  go run ./cmd/bench -short
   go run ./cmd/bench -n 300000 -out bench/results.json
@@ -160,10 +170,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.out, "out", "bench/results.json", "`file` the results are written to as JSON")
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated `scenarios` to run: "+strings.Join(allScenarios, ", "))
 	fs.DurationVar(&o.latency, "latency", 0, "`duration` of the paced latency phase (default 10s, 4s with -short)")
-	fs.Float64Var(&o.rate, "rate", 0, "`rate` of the latency phase and the soak, in events/s (default: half the measured single-sink rate)")
+	fs.Float64Var(&o.rate, "rate", 0, "`rate` of the latency phase and the soak, in events/s (default: half the measured single-sink rate for the latency phase, half the sustained maximum for the soak)")
 	fs.DurationVar(&o.soak, "soak", 0, "soak mode: run the single-sink pipeline at half load for `duration` (each variant), sampling every process")
 	variants := fs.String("soak-variants", "router,server", "comma-separated `variants` the soak runs: router (scenario soak), server (server fan-out, soak-server)")
-	fs.DurationVar(&o.warmup, "warmup", time.Minute, "the first `duration` of a soak, left out of its latency percentiles and RSS slopes")
+	fs.DurationVar(&o.warmup, "warmup", time.Minute, "the first `duration` of a soak, left out of its latency percentiles (and, with the longest duplicate window, of its RSS slopes)")
 	fs.DurationVar(&o.interval, "interval", time.Minute, "`width` of the soak's rows over time")
 	fs.DurationVar(&o.sample, "sample", 10*time.Second, "`interval` between memory samples of the soak")
 	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")

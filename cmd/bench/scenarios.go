@@ -137,6 +137,10 @@ func copier(sc string) string {
 	return "router"
 }
 
+// soakMaxBytes is [streams] max-bytes of a soak and its sustained phase:
+// it keeps the disk use of a long soak bounded.
+const soakMaxBytes = "1GiB"
+
 // paced publishes synthetic events at rate for d, in bursts every
 // millisecond, through the single-sink pipeline, and measures for each
 // event the time from just before Publish to the return of the log sink's
@@ -154,7 +158,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 		// A soak counts latencies in a histogram per interval, so that the
 		// measuring takes no more memory as it goes on.
 		rec = benchkit.NewBucketedRecorder(time.Now(), b.o.interval)
-		maxBytes = "1GiB" // keep the disk use of a long soak bounded
+		maxBytes = soakMaxBytes
 	}
 	s, err := b.startStage(ctx, sc, false, rec, maxBytes)
 	if err != nil {
