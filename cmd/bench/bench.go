@@ -39,8 +39,9 @@ type bench struct {
 	log      zerolog.Logger
 	rep      *benchkit.Report
 
-	dir       string // temporary; removed by close unless -keep
-	srv       *pipeline.Embedded
+	dir       string             // temporary; removed by close unless -keep
+	srv       *pipeline.Embedded // -nats-server embedded
+	natsProc  *natsProcess       // -nats-server process
 	url       string
 	nc        *nats.Conn // admin: streams
 	js        jetstream.JetStream
@@ -83,10 +84,18 @@ func newBench(ctx context.Context, o *options, stderr io.Writer) (_ *bench, err 
 		}
 	}
 	natsCfg := config.NATS{Listen: "127.0.0.1:0", StoreDir: filepath.Join(b.dir, "nats"), Name: "mailtel-bench"}
-	if b.srv, err = pipeline.StartEmbedded(natsCfg); err != nil {
-		return nil, err
+	b.setting("nats_server", o.natsServer)
+	if o.natsServer == serverProcess {
+		if b.natsProc, err = b.startNATSProcess(ctx); err != nil {
+			return nil, err
+		}
+		b.url = b.natsProc.url
+	} else {
+		if b.srv, err = pipeline.StartEmbedded(natsCfg); err != nil {
+			return nil, err
+		}
+		b.url = b.srv.URL()
 	}
-	b.url = b.srv.URL()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	natsCfg.URL = b.url
@@ -106,19 +115,28 @@ func (b *bench) buildRouter(ctx context.Context) (string, error) {
 		}
 		return b.o.routerBin, nil
 	}
+	bin := filepath.Join(b.dir, "router")
+	if err := b.goBuild(ctx, bin, "./cmd/router"); err != nil {
+		return "", fmt.Errorf("%w (or give -router-bin)", err)
+	}
+	return bin, nil
+}
+
+// goBuild builds pkg, a package of the mailtel module this runs in or of a
+// module it requires, into bin.
+func (b *bench) goBuild(ctx context.Context, bin, pkg string) error {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	mod := strings.TrimSpace(string(gomod))
 	if err != nil || mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("find the mailtel module to build the router (run from the repository, or give -router-bin): %v", err)
+		return fmt.Errorf("find the mailtel module to build %s (run from the repository): %v", pkg, err)
 	}
-	bin := filepath.Join(b.dir, "router")
-	b.progress("building the router: go build -o %s ./cmd/router", bin)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/router")
+	b.progress("building: go build -o %s %s", bin, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(mod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the router: %w\n%s", err, out)
+		return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
 	}
-	return bin, nil
+	return nil
 }
 
 // close stops the server and removes the temporary directory. It is
@@ -131,6 +149,10 @@ func (b *bench) close() {
 	if b.srv != nil {
 		b.srv.Close()
 		b.srv = nil
+	}
+	if b.natsProc != nil {
+		b.natsProc.stop()
+		b.natsProc = nil
 	}
 	if b.dir != "" && !b.o.keep {
 		os.RemoveAll(b.dir)

@@ -105,6 +105,7 @@ type options struct {
 	sample     time.Duration
 	router     string // "process" or "inproc"
 	routerBin  string
+	natsServer string // serverEmbedded or serverProcess
 	cpuprofile string
 	memprofile string
 	stall      time.Duration
@@ -178,6 +179,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.sample, "sample", 10*time.Second, "`interval` between memory samples of the soak")
 	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")
 	fs.StringVar(&o.routerBin, "router-bin", "", "router `binary` to run instead of building ./cmd/router")
+	fs.StringVar(&o.natsServer, "nats-server", "", "where the NATS server runs: `embedded` in this process (as router up runs it; the default) or process (nats-server built from the module mailtel requires, in a process of its own, as a deployment runs it; the default of -soak, so that its memory is measured apart from the publisher's and the sinks')")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (NATS server, publisher, sinks; the router too with -router inproc) to `file`")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of this process at the end of the run to `file` (with -router inproc it shows the router's allocations)")
 	fs.DurationVar(&o.stall, "stall", 30*time.Second, "fail when the pipeline makes no progress for `duration`")
@@ -238,6 +240,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.stall <= 0 || o.timeout <= 0 {
 		return nil, fmt.Errorf("-stall and -timeout want positive durations")
+	}
+	switch o.natsServer {
+	case "":
+		o.natsServer = serverEmbedded
+		if o.soak > 0 {
+			o.natsServer = serverProcess
+		}
+	case serverEmbedded, serverProcess:
+	default:
+		return nil, fmt.Errorf("-nats-server %q: want embedded or process", o.natsServer)
 	}
 	if o.router != "process" && o.router != "inproc" {
 		return nil, fmt.Errorf("-router %q: want process or inproc", o.router)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +54,10 @@ func TestParseFlags(t *testing.T) {
 		{"latency-server needs single-server", []string{"-only", "single,latency-server"}, "add it, or give -rate", nil},
 		{"latency alone with a rate", []string{"-only", "latency", "-rate", "10"}, "", func(o *options) bool { return o.rate == 10 }},
 		{"bad router", []string{"-router", "remote"}, `-router "remote"`, nil},
+		{"embedded server by default", nil, "", func(o *options) bool { return o.natsServer == serverEmbedded }},
+		{"a soak's server is a process", []string{"-soak", "2m"}, "", func(o *options) bool { return o.natsServer == serverProcess }},
+		{"a soak on the embedded server", []string{"-soak", "2m", "-nats-server", "embedded"}, "", func(o *options) bool { return o.natsServer == serverEmbedded }},
+		{"bad server", []string{"-nats-server", "remote"}, `-nats-server "remote"`, nil},
 		{"bad duration", []string{"-latency", "soon"}, "invalid value", nil},
 		{"negative rate", []string{"-rate", "-5"}, "-rate -5", nil},
 		{"stray argument", []string{"fast"}, `unexpected argument "fast"`, nil},
@@ -89,7 +94,8 @@ type result struct {
 		N         int
 		Mode      string
 		Router    string
-		GoVersion string `json:"go_version"`
+		GoVersion string            `json:"go_version"`
+		Settings  map[string]string `json:"settings"`
 	}
 	Rows []struct {
 		Scenario, Metric, Unit string
@@ -199,8 +205,8 @@ func TestRunRouterProcess(t *testing.T) {
 // second and a second of warm-up.
 func TestSoak(t *testing.T) {
 	r, table := runBench(t, "-soak", "3500ms", "-sample", "500ms", "-interval", "1s", "-warmup", "1s", "-rate", "500", "-router", "inproc")
-	if r.Meta.Mode != "soak" {
-		t.Errorf("mode %q", r.Meta.Mode)
+	if r.Meta.Mode != "soak" || r.Meta.Settings["nats_server"] != serverProcess {
+		t.Errorf("mode %q, nats server %q", r.Meta.Mode, r.Meta.Settings["nats_server"])
 	}
 	for _, sc := range []string{scSoak, scSoakServer} {
 		if n := r.get(t, sc, "rss samples (tail)"); n < 3 {
@@ -216,7 +222,12 @@ func TestSoak(t *testing.T) {
 		if n, warm := r.get(t, sc, "events measured"), r.get(t, sc, "events written in warm-up"); n <= 0 || warm <= 0 || n+warm > 1800 {
 			t.Errorf("%s: %v events measured after the warm-up, %v in it (published ~1750)", sc, n, warm)
 		}
-		r.get(t, sc, "rss slope nats-server") // with the router in process, the only process
+		// The router in process; the server in a process of its own.
+		r.get(t, sc, "rss slope nats-server")
+		r.get(t, sc, "rss slope bench")
+		if v := r.get(t, sc, "rss max nats-server"); v <= 0 {
+			t.Errorf("%s: nats-server rss max %v", sc, v)
+		}
 		if v := r.get(t, sc, "dup window ids max (estimate)"); v <= 0 {
 			t.Errorf("%s: %v ids in the duplicate windows", sc, v)
 		}
@@ -244,5 +255,32 @@ func TestInterrupted(t *testing.T) {
 	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "mailtel-bench-*"))
 	if len(after) > len(before) {
 		t.Errorf("temporary directories left: before %v, after %v", before, after)
+	}
+}
+
+// TestSustainedThenSoak runs the sustained phase, shortened to seconds,
+// and a soak at half the rate it measured; the phase checks itself that
+// every event was written once and none dead-lettered.
+func TestSustainedThenSoak(t *testing.T) {
+	fill, measure := sustainedFill, sustainedMeasure
+	sustainedFill, sustainedMeasure = time.Second, 2*time.Second
+	t.Cleanup(func() { sustainedFill, sustainedMeasure = fill, measure })
+	r, _ := runBench(t, "-n", "3000", "-rounds", "1", "-soak", "3s", "-soak-variants", "router",
+		"-sample", "500ms", "-interval", "1s", "-warmup", "1s", "-router", "inproc", "-nats-server", "embedded")
+	sus := r.get(t, scSustained, "throughput")
+	if sus <= 0 {
+		t.Fatalf("sustained throughput %v", sus)
+	}
+	if got := r.get(t, scSoak, "target rate"); math.Abs(got-sus/2) > sus*1e-9 {
+		t.Errorf("soak at %v events/s, want half the sustained %v", got, sus)
+	}
+	if m := r.get(t, scSustained, "measured"); m < 1.9 || m > 3 {
+		t.Errorf("measured for %vs, want about 2s", m)
+	}
+	if n, whole := r.get(t, scSustained, "events"), r.get(t, scSustained, "throughput, whole phase"); n < whole*2.9 {
+		t.Errorf("%v events published in the phase, fewer than were written in its 3s (%v/s)", n, whole)
+	}
+	if v := r.get(t, scSummary, scSustained+"/"+scSingle); v <= 0 {
+		t.Errorf("sustained/single %v", v)
 	}
 }

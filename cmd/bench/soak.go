@@ -14,12 +14,14 @@ import (
 	"github.com/mailtel/mailtel/pipeline/status"
 )
 
-// Process names of a soak's rows. The NATS server is embedded in this
-// process, which also runs the publisher and the sinks: its figures are
-// this process's, and say so in the settings.
+// Process names of a soak's rows. With -nats-server embedded the server
+// is in this process, which also runs the publisher and the sinks: its
+// figures are this process's, named nats-server, and the settings say so.
+// With -nats-server process this process is named bench.
 const (
 	nameRouter = "router"
 	nameServer = "nats-server"
+	nameBench  = "bench"
 )
 
 // soakSampler reads, at each sample, the RSS, Go heap and GC CPU time of
@@ -47,7 +49,16 @@ func (ss *soakSampler) sample(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ss.procs[nameServer] = append(ss.procs[nameServer], self)
+	if p := ss.b.natsProc; p != nil {
+		srv, err := p.sample(at)
+		if err != nil {
+			return err
+		}
+		ss.procs[nameServer] = append(ss.procs[nameServer], srv)
+		ss.procs[nameBench] = append(ss.procs[nameBench], self)
+	} else {
+		ss.procs[nameServer] = append(ss.procs[nameServer], self)
+	}
 	rs, err := ss.s.router.sample(ctx)
 	if err != nil {
 		return err
@@ -75,7 +86,7 @@ func (ss *soakSampler) sample(ctx context.Context) error {
 // line describes the last reading, for a progress line.
 func (ss *soakSampler) line() string {
 	var parts []string
-	for _, name := range []string{nameRouter, nameServer} {
+	for _, name := range []string{nameRouter, nameServer, nameBench} {
 		ps := ss.procs[name]
 		if len(ps) == 0 {
 			continue
@@ -126,7 +137,12 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	b.setting("soak.interval", b.o.interval.String())
 	b.setting("soak.sample", b.o.sample.String())
 	b.setting("soak.latency", "publish->write percentiles after the warm-up from histograms with 1/64 wide bins (at most 1.6% high); max exact")
-	b.setting("soak.process."+nameServer, "this bench process: the embedded NATS server with the publisher and the sinks; RSS from /proc, heap (objects + unused span space) and GC CPU from runtime/metrics")
+	if b.natsProc != nil {
+		b.setting("soak.process."+nameServer, "nats-server in its own process: RSS and CPU from /proc, heap (live after the last GC cycle) and GC CPU from its GODEBUG=gctrace=1 lines")
+		b.setting("soak.process."+nameBench, "this bench process: the publisher and the sinks; RSS from /proc, heap (objects + unused span space) and GC CPU from runtime/metrics")
+	} else {
+		b.setting("soak.process."+nameServer, "this bench process: the embedded NATS server with the publisher and the sinks; RSS from /proc, heap (objects + unused span space) and GC CPU from runtime/metrics")
+	}
 	b.setting("soak.process."+nameRouter, "the router process: RSS and CPU from /proc, heap go_memstats_heap_inuse_bytes from its /metrics, GC CPU from its GODEBUG=gctrace=1 lines")
 	b.setting("soak.gc_cpu_share", "GC CPU (assists, dedicated and fractional mark workers, pauses; not idle mark workers) / process CPU (user+system)")
 	// Memory has a longer warm-up than latency: until the longest
@@ -175,6 +191,9 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	who := nameRouter
 	if _, ok := ss.procs[nameRouter]; !ok {
 		who = nameServer
+		if b.natsProc != nil {
+			who = nameBench
+		}
 		b.setting("soak.rss_of", "bench process (router in process)")
 	} else {
 		b.setting("soak.rss_of", "router")
@@ -280,8 +299,11 @@ func (b *bench) plotSoaks() (string, error) {
 		procs := map[string][]benchkit.ProcSample{}
 		for n, ss := range r.procs {
 			label := n
-			if n == nameServer {
+			switch {
+			case n == nameServer && b.natsProc == nil:
 				label = "nats-server (bench process: server, publisher, sinks)"
+			case n == nameBench:
+				label = "bench process: publisher, sinks"
 			}
 			procs[label] = ss
 		}

@@ -26,14 +26,17 @@ func sustainedOf(soak string) string {
 	return scSustained
 }
 
-const (
-	// sustainedBacklog is how many events the sustained phase lets be
-	// published and not yet written: a second's worth at the rates this
-	// machine reaches, enough to keep every stage busy and few enough that
-	// the phase measures what comes out, not what the stream buffers.
-	sustainedBacklog = 20000
-	// sustainedMeasure is the last part of the sustained phase, whose
-	// written rate is its result.
+// sustainedBacklog is how many events the sustained phase lets be
+// published and not yet written: a second's worth at the rates this
+// machine reaches, enough to keep every stage busy and few enough that the
+// phase measures what comes out, not what the stream buffers.
+const sustainedBacklog = 20000
+
+// The two parts of the sustained phase, which tests shorten: the fill (0:
+// the stage's longest duplicate window) and the measured part after it,
+// whose written rate is the phase's result.
+var (
+	sustainedFill    time.Duration
 	sustainedMeasure = time.Minute
 )
 
@@ -61,6 +64,9 @@ func (b *bench) sustained(ctx context.Context, sc string) error {
 	}
 	defer s.close()
 	window := s.longestWindow()
+	if sustainedFill > 0 {
+		window = sustainedFill
+	}
 	d := window + sustainedMeasure
 	b.progress("%s: closed loop for %s (the longest duplicate window %s, then %s measured): publisher -> %s -> log sink",
 		sc, d, window, sustainedMeasure, copier(sc))

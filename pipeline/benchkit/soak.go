@@ -211,6 +211,17 @@ type GCTrace struct {
 	offset int64
 	total  time.Duration
 	cycles int
+	live   int64 // bytes; -1 before the first cycle
+	seen   bool
+}
+
+// Live returns the live heap the last cycle read left marked (the third
+// of its "X->Y->Z MB"), in bytes, or -1 before any cycle.
+func (g *GCTrace) Live() int64 {
+	if !g.seen {
+		return -1
+	}
+	return g.live
 }
 
 // Read reads the lines added since the last Read and returns the GC CPU
@@ -240,6 +251,9 @@ func (g *GCTrace) Read() (time.Duration, int, error) {
 		if d, ok := ParseGCTraceCPU(sc.Text()); ok {
 			g.total += d
 			g.cycles++
+			if live, ok := parseGCTraceLive(sc.Text()); ok {
+				g.live, g.seen = live, true
+			}
 		}
 	}
 	return g.total, g.cycles, nil
@@ -283,4 +297,26 @@ func ParseGCTraceCPU(line string) (time.Duration, bool) {
 		ms += v
 	}
 	return time.Duration(ms * float64(time.Millisecond)), true
+}
+
+// parseGCTraceLive returns the live heap of a gctrace line: Z of its
+// "X->Y->Z MB", in bytes.
+func parseGCTraceLive(line string) (int64, bool) {
+	_, rest, ok := strings.Cut(line, " ms cpu, ")
+	if !ok {
+		return 0, false
+	}
+	sizes, _, ok := strings.Cut(rest, " MB")
+	if !ok {
+		return 0, false
+	}
+	parts := strings.Split(sizes, "->")
+	if len(parts) != 3 {
+		return 0, false
+	}
+	mb, err := strconv.ParseFloat(parts[2], 64)
+	if err != nil {
+		return 0, false
+	}
+	return int64(mb * (1 << 20)), true
 }

@@ -196,14 +196,23 @@ func TestParseGCTraceCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := &GCTrace{Path: path}
+	if g.Live() != -1 {
+		t.Errorf("live heap before any cycle: %d", g.Live())
+	}
 	if total, n, err := g.Read(); err != nil || n != 2 || (total-2840*time.Microsecond).Abs() > time.Microsecond {
 		t.Errorf("first read: %v over %d cycles, %v", total, n, err)
 	}
+	if g.Live() != 2<<20 {
+		t.Errorf("live heap after the first read: %d, want 2 MiB", g.Live())
+	}
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(".000s 1%: 0+0+0 ms clock, 0+1/0/0+0 ms cpu, 4->4->2 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 4 P\n")
+	f.WriteString(".000s 1%: 0+0+0 ms clock, 0+1/0/0+0 ms cpu, 4->4->3 MB, 5 MB goal, 0 MB stacks, 0 MB globals, 4 P\n")
 	f.Close()
 	if total, n, err := g.Read(); err != nil || n != 3 || (total-3840*time.Microsecond).Abs() > time.Microsecond {
 		t.Errorf("second read (the partial line completed): %v over %d cycles, %v", total, n, err)
+	}
+	if g.Live() != 3<<20 {
+		t.Errorf("live heap of the completed line: %d, want 3 MiB", g.Live())
 	}
 }
 
