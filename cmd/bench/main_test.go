@@ -228,6 +228,11 @@ func TestSoak(t *testing.T) {
 		if v := r.get(t, sc, "rss max nats-server"); v <= 0 {
 			t.Errorf("%s: nats-server rss max %v", sc, v)
 		}
+		for _, p := range []string{"nats-server", "bench"} {
+			if v := r.get(t, sc, "cpu "+p); !(v > 0) {
+				t.Errorf("%s: cpu %s %v µs/event", sc, p, v)
+			}
+		}
 		if v := r.get(t, sc, "dup window ids max (estimate)"); v <= 0 {
 			t.Errorf("%s: %v ids in the duplicate windows", sc, v)
 		}

@@ -324,7 +324,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 		if err := sampler.sample(ctx); err != nil {
 			return err
 		}
-		return b.soakRows(sc, sampler, rec.Histograms(), pubDur)
+		return b.soakRows(sc, sampler, rec.Histograms(), pubDur, sent)
 	}
 	return nil
 }

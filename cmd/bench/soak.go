@@ -129,10 +129,11 @@ func (b *bench) soakLatency(sc string, hists []*benchkit.Histogram) benchkit.Lat
 	return h.Summary()
 }
 
-// soakRows adds a soak's rows: per process the RSS slope after the
-// warm-up, peak RSS and heap, the GC's CPU share; the duplicate windows;
-// the trend of the router's RSS; and the series per interval.
-func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram, pubDur time.Duration) error {
+// soakRows adds a soak's rows: per process the RSS slope and GC CPU share
+// after the memory warm-up, peak RSS and heap, and CPU per event of the
+// sent published; the duplicate windows; the trend of the router's RSS;
+// and the series per interval.
+func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram, pubDur time.Duration, sent int64) error {
 	warm := time.Duration(b.warmIndex()) * b.o.interval
 	b.setting("soak.interval", b.o.interval.String())
 	b.setting("soak.sample", b.o.sample.String())
@@ -179,6 +180,10 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 			b.rep.Add(sc, "heap max "+name, mib(heapMax), "MiB")
 		}
 		b.rep.Add(sc, "gc cpu share "+name, 100*benchkit.GCShare(tail), "%")
+		if first, last := all[0], all[len(all)-1]; first.CPU >= 0 && last.CPU > first.CPU {
+			// The whole soak, for the README's sizing: CPU per event published.
+			b.rep.Add(sc, "cpu "+name, perEvent(last.CPU-first.CPU, sent), "µs/event")
+		}
 	}
 	dupMax, idsMax := math.NaN(), math.NaN()
 	for i := range ss.dup {

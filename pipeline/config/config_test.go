@@ -241,6 +241,28 @@ func TestParseErrorsNeverShowValues(t *testing.T) {
 	}
 }
 
+// TestRoutedWindowFollowsAckWait: the ROUTED window covers a router's
+// redelivery, so it defaults to twice [router] ack-wait, whatever that is.
+func TestRoutedWindowFollowsAckWait(t *testing.T) {
+	for _, tc := range []struct {
+		doc        string
+		routed, ev time.Duration
+	}{
+		{"", time.Minute, 2 * time.Minute},
+		{"[router]\nack-wait = \"90s\"\n", 3 * time.Minute, 2 * time.Minute},
+		{"[streams]\nrouted-duplicates = \"5m\"\nduplicates = \"10m\"\n", 5 * time.Minute, 10 * time.Minute},
+	} {
+		c, err := Parse([]byte(tc.doc))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		if c.Streams.RoutedDuplicates.D() != tc.routed || c.Streams.Duplicates.D() != tc.ev {
+			t.Errorf("%q: routed-duplicates %s, duplicates %s; want %s, %s", tc.doc,
+				c.Streams.RoutedDuplicates.D(), c.Streams.Duplicates.D(), tc.routed, tc.ev)
+		}
+	}
+}
+
 func TestRetryOf(t *testing.T) {
 	c, err := Parse([]byte("[sinks]\nmax-backoff = \"10s\"\n[tracer.a]\ntype = \"stdout\"\n[webhook.b]\nurl = \"http://h/\"\nevents = [\"*\"]\ndiscard-after = \"2h\"\n"))
 	if err != nil {
