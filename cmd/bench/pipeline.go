@@ -322,6 +322,21 @@ func (s *stage) diag(ctx context.Context, published, acked int64, expected map[s
 	return b.String()
 }
 
+// drain waits until JetStream acked all sent events and every sink wrote
+// what it should, and fails if one could not be published.
+func (s *stage) drain(ctx context.Context, sc string, sent int64, acked, failed *atomic.Int64, expected map[string]int64) error {
+	err := s.b.waitUntil(ctx, sc, func() (bool, int64) {
+		return (s.done(expected) && acked.Load() == sent) || failed.Load() > 0, s.progress() + acked.Load()
+	}, func() string { return s.diag(ctx, sent, acked.Load(), expected) })
+	if err != nil {
+		return err
+	}
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d events could not be published", f)
+	}
+	return nil
+}
+
 // done reports whether every sink wrote what it should.
 func (s *stage) done(expected map[string]int64) bool {
 	for _, name := range s.sinkNames {

@@ -151,18 +151,22 @@ func (r *procRouter) sample(ctx context.Context) (routerSample, error) {
 	return s, nil
 }
 
-func (r *procRouter) stop() {
+func (r *procRouter) stop() { stopChild(r.cmd, r.exited, 10*time.Second) }
+
+// stopChild stops a child process that has not exited yet: SIGTERM, then
+// SIGKILL after grace; it returns once exited is closed.
+func stopChild(cmd *exec.Cmd, exited <-chan struct{}, grace time.Duration) {
 	select {
-	case <-r.exited:
+	case <-exited:
 		return
 	default:
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.exited
+	case <-exited:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-exited
 	}
 }
 

@@ -276,14 +276,8 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 	if sampleErr != nil {
 		return sampleErr
 	}
-	err = b.waitUntil(ctx, sc, func() (bool, int64) {
-		return (s.done(expected) && acked.Load() == sent) || failed.Load() > 0, s.progress() + acked.Load()
-	}, func() string { return s.diag(ctx, sent, acked.Load(), expected) })
-	if err != nil {
+	if err := s.drain(ctx, sc, sent, &acked, &failed, expected); err != nil {
 		return err
-	}
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d events could not be published", f)
 	}
 	cpu := benchkit.SelfCPU() - cpu0
 	r1, err := s.router.sample(ctx)

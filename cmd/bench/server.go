@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -106,17 +105,4 @@ func (p *natsProcess) sample(at time.Duration) (benchkit.ProcSample, error) {
 }
 
 // stop stops the server and waits for it (bounded). It is idempotent.
-func (p *natsProcess) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
+func (p *natsProcess) stop() { stopChild(p.cmd, p.exited, 15*time.Second) }

@@ -126,14 +126,8 @@ func (b *bench) sustained(ctx context.Context, sc string) error {
 	}
 	written1, t1 := s.writtenBy(logSink), time.Now()
 	pubDur := t1.Sub(start)
-	err = b.waitUntil(ctx, sc, func() (bool, int64) {
-		return (s.done(expected) && acked.Load() == sent) || failed.Load() > 0, s.progress() + acked.Load()
-	}, func() string { return s.diag(ctx, sent, acked.Load(), expected) })
-	if err != nil {
+	if err := s.drain(ctx, sc, sent, &acked, &failed, expected); err != nil {
 		return err
-	}
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d events could not be published", f)
 	}
 	if n := dups.Load(); n > 0 {
 		return fmt.Errorf("JetStream called %d of %d fresh events duplicates", n, sent)
