@@ -277,12 +277,7 @@ func TestDLQListShowRedrive(t *testing.T) {
 	}
 	waitUntil(t, "the sink delivers every re-driven event", func() bool { return len(e.siem.received()) == n })
 	waitUntil(t, "the sink's consumer acks everything", func() bool {
-		cons, err := e.env.JS.Consumer(ctx, e.cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem"))
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return pipelinetest.Settled(ctx, e.env.JS, e.cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem")) == nil
 	})
 
 	// A second redrive sends nothing; the router's dead letter stays.

@@ -158,12 +158,7 @@ format = "json"
 		return int(info.State.Msgs)
 	}
 	pipelinetest.WaitFor(t, 20*time.Second, "the router copies every event", func() bool {
-		cons, err := env.JS.Consumer(ctx, cfg.Streams.Events, cfg.Router.Consumer)
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return pipelinetest.Settled(ctx, env.JS, cfg.Streams.Events, cfg.Router.Consumer) == nil
 	})
 	want := routed()
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailtel/mailtel/pipeline"
 	"github.com/mailtel/mailtel/pipeline/config"
+	"github.com/mailtel/mailtel/pipeline/pipelinetest"
 	"github.com/mailtel/mailtel/pipeline/synth"
 	"github.com/mailtel/mailtel/schema"
 )
@@ -518,15 +519,9 @@ func waitDrained(t *testing.T, c *cluster, js jetstream.JetStream, within time.D
 		done := true
 		var parts []string
 		for _, cn := range consumers {
-			info, err := consumerInfo(ctx, js, cn.stream, cn.name)
-			if err != nil {
+			if err := pipelinetest.Settled(ctx, js, cn.stream, cn.name); err != nil {
 				done = false
-				parts = append(parts, fmt.Sprintf("%s: %v", cn.name, err))
-				continue
-			}
-			parts = append(parts, fmt.Sprintf("%s pending %d ack-pending %d redelivered %d", cn.name, info.NumPending, info.NumAckPending, info.NumRedelivered))
-			if info.NumPending != 0 || info.NumAckPending != 0 {
-				done = false
+				parts = append(parts, err.Error())
 			}
 		}
 		// A stream the server fills may still be catching up while its

@@ -3,6 +3,7 @@ package pipelinetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,4 +67,39 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Settled returns nil when the durable consumer named consumer on stream
+// has been delivered, and has acked, every message the stream held when
+// asked; otherwise an error saying what is outstanding. The consumer's
+// filter must take every subject of the stream (the router's and the
+// sinks' consumers do).
+//
+// NumPending and NumAckPending alone are not enough: the server counts a
+// stored message as pending only once it has signalled the consumer, which
+// it does after acking the publisher, so right after a publish both can
+// read 0 with nothing delivered yet. The delivered sequence is compared
+// with the stream's last one, read first.
+func Settled(ctx context.Context, js jetstream.JetStream, stream, consumer string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	sinfo, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	cons, err := st.Consumer(ctx, consumer)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", consumer, stream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s info: %w", consumer, stream, err)
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 || info.Delivered.Stream < sinfo.State.LastSeq {
+		return fmt.Errorf("consumer %s on %s: delivered up to %d of %d, %d pending, %d awaiting ack, %d being redelivered",
+			consumer, stream, info.Delivered.Stream, sinfo.State.LastSeq, info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+	return nil
 }

@@ -169,12 +169,7 @@ format = "json"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	drained := func(stream, consumer string) bool {
-		c, err := js.Consumer(ctx, stream, consumer)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return pipelinetest.Settled(ctx, js, stream, consumer) == nil
 	}
 	pipelinetest.WaitFor(t, 90*time.Second, "router and sinks caught up", func() bool {
 		return drained(cfg.Streams.Events, cfg.Router.Consumer) &&

@@ -112,15 +112,13 @@ func (tp *testPipeline) Consumer(stream, name string) (pending uint64, ackPendin
 	return info.NumPending, info.NumAckPending
 }
 
-// SinkIdle reports whether the sink's consumer has nothing pending and
-// nothing unacked.
+// SinkIdle reports whether the sink's consumer has been delivered and has
+// acked everything its stream holds (pipelinetest.Settled).
 func (tp *testPipeline) SinkIdle(sink string) bool {
-	pending, ack := tp.Consumer(tp.Cfg.Streams.RoutedStream(sink), pipeline.SinkConsumerName(sink))
-	return pending == 0 && ack == 0
+	return pipelinetest.Settled(tp.ctx, tp.P.JS, tp.Cfg.Streams.RoutedStream(sink), pipeline.SinkConsumerName(sink)) == nil
 }
 
 // RouterIdle reports whether the router has copied everything published.
 func (tp *testPipeline) RouterIdle() bool {
-	pending, ack := tp.Consumer(tp.Cfg.Streams.Events, tp.Cfg.Router.Consumer)
-	return pending == 0 && ack == 0
+	return pipelinetest.Settled(tp.ctx, tp.P.JS, tp.Cfg.Streams.Events, tp.Cfg.Router.Consumer) == nil
 }

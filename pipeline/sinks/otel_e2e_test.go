@@ -266,12 +266,7 @@ func (op *otelPipeline) settle(t *testing.T) {
 	pipelinetest.WaitFor(t, 15*time.Second, "the sink's consumer acks everything", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		cons, err := op.p.JS.Consumer(ctx, op.cfg.Streams.RoutedStream("otel"), pipeline.SinkConsumerName("otel"))
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return pipelinetest.Settled(ctx, op.p.JS, op.cfg.Streams.RoutedStream("otel"), pipeline.SinkConsumerName("otel")) == nil
 	})
 	op.stop()
 }

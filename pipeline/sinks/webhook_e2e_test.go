@@ -256,12 +256,7 @@ batch = 100
 	})
 	// Nothing more can arrive once the sink's consumer has acked everything.
 	pipelinetest.WaitFor(t, 15*time.Second, "the sink's consumer acks everything", func() bool {
-		cons, err := p.JS.Consumer(ctx, cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem"))
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return pipelinetest.Settled(ctx, p.JS, cfg.Streams.RoutedStream("siem"), pipeline.SinkConsumerName("siem")) == nil
 	})
 	cancel()
 	wg.Wait()

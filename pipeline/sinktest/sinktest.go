@@ -378,16 +378,8 @@ func (fx *fixture) settled() {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	fx.poll("sink consumer acks everything", func() string {
-		cons, err := fx.env.JS.Consumer(ctx, fx.cfg.Streams.RoutedStream(fx.name), pipeline.SinkConsumerName(fx.name))
-		if err != nil {
+		if err := pipelinetest.Settled(ctx, fx.env.JS, fx.cfg.Streams.RoutedStream(fx.name), pipeline.SinkConsumerName(fx.name)); err != nil {
 			return err.Error()
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return err.Error()
-		}
-		if info.NumPending > 0 || info.NumAckPending > 0 || info.NumRedelivered > 0 {
-			return fmt.Sprintf("%d pending, %d awaiting ack, %d being redelivered", info.NumPending, info.NumAckPending, info.NumRedelivered)
 		}
 		return ""
 	})
