@@ -42,10 +42,12 @@ const (
 // source" of a file is where its ids are: the log (json) or the id sidecar
 // (text).
 //
-// The id index. The file's ids are all in memory, in an idTable: a lookup
-// (see has) finds the entries of the id's hash and checks each against the
-// id source, so the sink recognises every id the file ever held, at any
-// size, and never skips an event it did not write. The table is kept on
+// The id index. Every id of the file has an entry in an idIndex: the most
+// recent in memory, the rest in sorted runs in unlinked scratch files, so
+// that the memory a file costs is bounded (about 42 MB) whatever its size.
+// A lookup (see has) finds the entries of the id's hash and checks each
+// against the id source, so the sink recognises every id the file ever
+// held and never skips an event it did not write. The entries are kept on
 // disk too, in the hidden id index sidecar ".<name>.idh" (see idhPath), so
 // that opening a file of gigabytes reads 8 bytes per id, not the whole
 // log. The id source is the truth and the sidecar a cache of it: a batch
@@ -84,7 +86,7 @@ type logFile struct {
 	indexed   time.Time // when the last time index entry was appended
 	scratch   []byte    // sidecar record or index entry being built
 
-	tab       idTable  // every id of the file
+	ix        idIndex  // every id of the file
 	idh       *os.File // the id index sidecar, or nil when it cannot be used
 	idhEnd    int64    // size of idh after its last commit
 	covered   int64    // the end of the id source idh's last commit covers
@@ -111,7 +113,7 @@ func openLogFile(path string, text bool, prefix string) (_ *logFile, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}
-	lf := &logFile{path: path, text: text, f: f}
+	lf := &logFile{path: path, text: text, f: f, ix: idIndex{dir: filepath.Dir(path)}}
 	defer func() {
 		if err != nil {
 			lf.closeFiles()
@@ -323,7 +325,7 @@ func commitBefore(f *os.File, end, size int64) (int64, bool) {
 // loadEntry adds an id read at open to the table and the id index sidecar.
 func (lf *logFile) loadEntry(h uint64, off int64) {
 	if e, ok := idEntry(h, off); ok {
-		lf.tab.insert(e)
+		lf.ix.insert(e)
 		lf.queueEntry(e)
 	}
 }
@@ -332,12 +334,12 @@ func (lf *logFile) loadEntry(h uint64, off int64) {
 // complete line (json) or a committed id (text). A read error is returned:
 // the caller must not guess.
 func (lf *logFile) has(id string, h uint64) (bool, error) {
-	if id == "" || lf.tab.len() == 0 {
+	if id == "" || lf.ix.len() == 0 {
 		return false, nil
 	}
 	if lf.text {
 		lf.quoted = lf.quoted[:0]
-		return lf.tab.find(hash32(h), func(block uint32) (bool, error) {
+		return lf.ix.find(hash32(h), func(block uint32) (bool, error) {
 			if len(lf.quoted) == 0 {
 				lf.quoted = append(strconv.AppendQuote(lf.quoted, id), '\n')
 			}
@@ -346,7 +348,7 @@ func (lf *logFile) has(id string, h uint64) (bool, error) {
 			})
 		})
 	}
-	return lf.tab.find(hash32(h), func(block uint32) (bool, error) {
+	return lf.ix.find(hash32(h), func(block uint32) (bool, error) {
 		return lf.blockHas(block, len(jsonIDPrefix)+6*len(id)+2, func(line []byte) bool {
 			return jsonLineHasID(line, id)
 		})
@@ -439,7 +441,7 @@ func (lf *logFile) write(data []byte, ids []string, hashes []uint64, starts []in
 	}
 	for i := range ids {
 		if e, ok := idEntry(hashes[i], lf.offs[i]); ok {
-			lf.tab.insert(e)
+			lf.ix.insert(e)
 			lf.queueEntry(e)
 		}
 	}
@@ -560,7 +562,7 @@ func (lf *logFile) closeFiles() error {
 	if err := lf.f.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close %s: %w", lf.path, err))
 	}
-	lf.tab.reset()
+	lf.ix.close()
 	return errors.Join(errs...)
 }
 

@@ -14,9 +14,9 @@ import (
 )
 
 // The id index sidecar of a log file, ".<name>.idh" (hidden like the other
-// sidecars), holds the file's idTable entries so that an open need not
-// read the whole log. It is a 16-byte header naming the format, then
-// little-endian 64-bit words:
+// sidecars), holds the file's id index entries (see idEntry) so that an
+// open need not read the whole log. It is a 16-byte header naming the
+// format, then little-endian 64-bit words:
 //
 //   - an entry: the 32-bit hash of an id (never 0) and the block of the id
 //     source its line starts in (see idEntry);
@@ -84,7 +84,7 @@ func (lf *logFile) openIDH() {
 	if srcSize, err := fileSize(lf.src()); err == nil {
 		words = min(words, srcSize/4)
 	}
-	lf.tab.reserve(int(words))
+	lf.ix.reserve(int(words))
 	br := bufio.NewReaderSize(io.NewSectionReader(f, idhHeaderSize, size-idhHeaderSize), 1<<20)
 	var pending []uint64
 	var word [8]byte
@@ -111,7 +111,7 @@ func (lf *logFile) openIDH() {
 			break
 		}
 		for _, e := range pending {
-			lf.tab.insert(e)
+			lf.ix.insert(e)
 		}
 		if len(pending) > 0 {
 			lf.lastEntry = pending[len(pending)-1]
@@ -142,7 +142,7 @@ func entriesBefore(entries []uint64, end int64) bool {
 // the header cannot be written (a full disk), the sidecar lags and gets it
 // at its catch-up.
 func (lf *logFile) resetIDH() {
-	lf.tab.reset()
+	lf.ix.close()
 	lf.covered, lf.lastEntry, lf.idhLag = 0, 0, false
 	lf.idhBuf = lf.idhBuf[:0]
 	if lf.idh == nil {

@@ -27,8 +27,8 @@ func replayOf(t *testing.T, dir, format string, ids []string) (written, skipped 
 		write(t, s, evs(rest[:k]...))
 		rest = rest[k:]
 	}
-	if got, want := s.file.tab.bytes(), 16*s.file.tab.len(); got > want {
-		t.Errorf("index of %d ids holds %d bytes, more than 16 per id", s.file.tab.len(), got)
+	if got, want := s.file.ix.bytes(), 16*s.file.ix.len(); got > want {
+		t.Errorf("index of %d ids holds %d bytes, more than 16 per id", s.file.ix.len(), got)
 	}
 	closeSink(t, s)
 	skipped = int(s.Skipped())
@@ -374,7 +374,7 @@ func TestHasChecksTheFile(t *testing.T) {
 			// An entry for "forged" pointing at a written line: its hash
 			// matches, the line does not.
 			e, _ := idEntry(idHash("forged"), 0)
-			s.file.tab.insert(e)
+			s.file.ix.insert(e)
 			for _, id := range append([]string{"forged", "x", "quo"}, odd...) {
 				want := id != "forged" && id != "x" && id != "quo"
 				if got, err := s.file.has(id, idHash(id)); err != nil || got != want {
@@ -416,7 +416,7 @@ func TestOpenIndexMemory(t *testing.T) {
 			began := time.Now()
 			s := newSink(t, cfg, Options{})
 			took := time.Since(began)
-			tab := &s.file.tab
+			tab := &s.file.ix
 			per := float64(tab.bytes()) / float64(tab.len())
 			t.Logf("open: %s; %d ids, %.1f bytes per id", took.Round(time.Millisecond), tab.len(), per)
 			if tab.len() != 200_000 || per > 16 {
@@ -439,7 +439,7 @@ func BenchmarkOpen(b *testing.B) {
 	for n := 0; s.file.committed < 50<<20; n++ {
 		writeMany(b, s, fmt.Sprintf("o%d", n), 10_000)
 	}
-	size, ids := s.file.committed, s.file.tab.len()
+	size, ids := s.file.committed, s.file.ix.len()
 	s.Close(context.Background())
 	for _, tc := range []struct {
 		name   string
@@ -455,8 +455,8 @@ func BenchmarkOpen(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if s.file.tab.len() != ids {
-					b.Fatalf("%d ids, want %d", s.file.tab.len(), ids)
+				if s.file.ix.len() != ids {
+					b.Fatalf("%d ids, want %d", s.file.ix.len(), ids)
 				}
 				s.Close(context.Background())
 			}
@@ -552,7 +552,7 @@ func TestHugeFile(t *testing.T) {
 		s := newSink(t, cfg, Options{})
 		took := time.Since(began)
 		h1 := heap()
-		tab := &s.file.tab
+		tab := &s.file.ix
 		t.Logf("%s: %s; %d ids; table %.1f MB (%.1f bytes per id); heap +%.1f MB; sidecar %.1f MB",
 			step, took.Round(time.Millisecond), tab.len(), float64(tab.bytes())/1e6, float64(tab.bytes())/float64(tab.len()),
 			float64(h1-h0)/1e6, float64(fileSizeOf(t, idhPath(path)))/1e6)

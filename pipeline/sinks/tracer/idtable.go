@@ -2,8 +2,8 @@ package tracer
 
 import "math/bits"
 
-// An idTable is the in-memory index of the event ids of one log file: a
-// compact open-addressing hash table (linear probing) of 8-byte entries,
+// An idTable is the in-memory part of the index of the event ids of one
+// log file (see idIndex): a compact open-addressing hash table (linear probing) of 8-byte entries,
 // each the 32-bit hash of an id (see idHash) and the block of the id source
 // its line starts in (see blockShift). The table holds no id: a lookup
 // finds the entries whose hash matches, and the caller checks each against
@@ -18,6 +18,9 @@ import "math/bits"
 type idTable struct {
 	slots []uint64 // 0: empty; else h32<<32 | block
 	n     int
+	// limit, when set, is the most slots growth gives the table (the
+	// idIndex seals it before it is fuller than maxLoad).
+	limit int
 }
 
 const (
@@ -96,7 +99,11 @@ func (t *idTable) home(h32 uint32) int {
 // an older version may hold it twice); lookups are not affected.
 func (t *idTable) insert(e uint64) {
 	if float64(t.n+1) > maxLoad*float64(len(t.slots)) {
-		t.resize(max(int(float64(len(t.slots))*growth), minSlots))
+		n := max(int(float64(len(t.slots))*growth), minSlots)
+		if t.limit > len(t.slots) {
+			n = min(n, t.limit)
+		}
+		t.resize(n)
 	}
 	i := t.home(entryHash(e))
 	for t.slots[i] != 0 {
@@ -147,6 +154,3 @@ func (t *idTable) len() int { return t.n }
 
 // bytes returns the memory the table holds.
 func (t *idTable) bytes() int { return 8 * len(t.slots) }
-
-// reset empties the table and frees its memory.
-func (t *idTable) reset() { *t = idTable{} }

@@ -63,11 +63,13 @@
 //
 //   - Write skips (and counts, see Skipped) an event whose id is in the
 //     current period's file or the previous period's: the sink indexes
-//     every id of both files (see logFile and idTable: about 12 bytes of
-//     memory per id, whatever the size of the file, and an exact check
-//     against the file for every hash that matches), kept on disk in the
-//     id index sidecar so that an open does not read the whole log, and
-//     repaired from the log when a crash left it behind.
+//     every id of both files (see logFile and idIndex: the last 2 million
+//     ids of the current file in memory, about 42 MB at most, the others
+//     in sorted runs on disk, 8 bytes each, so that memory does not grow
+//     with the file; and an exact check against the file for every hash
+//     that matches), kept in the id index sidecar too so that an open does
+//     not read the whole log, and repaired from the log when a crash left
+//     it behind.
 //   - Written (the runtime's sink.WrittenChecker) answers, for a
 //     redelivered message, whether its event was written at or after the
 //     time the message was stored in ROUTED, however much was written
@@ -598,6 +600,7 @@ func (s *Sink) open(ctx context.Context, mode lockMode) error {
 		}
 		if p == s.period+1 {
 			s.prev, s.prevPeriod = s.file, s.period
+			s.prev.ix.sealForGood() // read only from now on
 		} else {
 			errs = append(errs, s.file.close())
 		}
@@ -617,6 +620,7 @@ func (s *Sink) open(ctx context.Context, mode lockMode) error {
 			if err != nil {
 				return fmt.Errorf("previous file: %w", err)
 			}
+			lf.ix.sealForGood()
 			s.prev, s.prevPeriod = lf, p-1
 		}
 	}
@@ -667,7 +671,7 @@ func (s *Sink) openFile(ctx context.Context, path string, mode lockMode) (*logFi
 			return err
 		}
 		if took := time.Since(began); took >= slowOpen {
-			s.log.Info().Str("sink", s.name).Str("file", lf.path).Int("ids", lf.tab.len()).Dur("took", took.Round(time.Millisecond)).
+			s.log.Info().Str("sink", s.name).Str("file", lf.path).Int("ids", lf.ix.len()).Dur("took", took.Round(time.Millisecond)).
 				Msg("opened log file and indexed its event ids")
 		}
 		return nil
