@@ -86,7 +86,10 @@ func newBench(ctx context.Context, o *options, stderr io.Writer) (_ *bench, err 
 	natsCfg := config.NATS{Listen: "127.0.0.1:0", StoreDir: filepath.Join(b.dir, "nats"), Name: "mailtel-bench"}
 	b.setting("nats_server", o.natsServer)
 	if o.natsServer == serverProcess {
-		if b.natsProc, err = b.startNATSProcess(ctx); err != nil {
+		if len(o.serverEnv) > 0 {
+			b.setting("nats_server_env", strings.Join(o.serverEnv, " "))
+		}
+		if b.natsProc, err = b.startNATSProcess(ctx, o.serverEnv); err != nil {
 			return nil, err
 		}
 		b.url = b.natsProc.url

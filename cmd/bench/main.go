@@ -105,7 +105,8 @@ type options struct {
 	sample     time.Duration
 	router     string // "process" or "inproc"
 	routerBin  string
-	natsServer string // serverEmbedded or serverProcess
+	natsServer string   // serverEmbedded or serverProcess
+	serverEnv  []string // KEY=VALUE added to the environment of a process server
 	cpuprofile string
 	memprofile string
 	stall      time.Duration
@@ -180,6 +181,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")
 	fs.StringVar(&o.routerBin, "router-bin", "", "router `binary` to run instead of building ./cmd/router")
 	fs.StringVar(&o.natsServer, "nats-server", "", "where the NATS server runs: `embedded` in this process (as router up runs it; the default) or process (nats-server built from the module mailtel requires, in a process of its own, as a deployment runs it; the default of -soak, so that its memory is measured apart from the publisher's and the sinks')")
+	fs.Func("nats-server-env", "`KEY=VALUE` added to the environment of the nats-server process (-nats-server process), such as GOGC=50 or GOMEMLIMIT=2GiB to measure the server's garbage collector settings; repeat for more", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("%q: want KEY=VALUE", v)
+		}
+		o.serverEnv = append(o.serverEnv, v)
+		return nil
+	})
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (NATS server, publisher, sinks; the router too with -router inproc) to `file`")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile of this process at the end of the run to `file` (with -router inproc it shows the router's allocations)")
 	fs.DurationVar(&o.stall, "stall", 30*time.Second, "fail when the pipeline makes no progress for `duration`")
@@ -250,6 +258,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case serverEmbedded, serverProcess:
 	default:
 		return nil, fmt.Errorf("-nats-server %q: want embedded or process", o.natsServer)
+	}
+	if len(o.serverEnv) > 0 && o.natsServer != serverProcess {
+		return nil, fmt.Errorf("-nats-server-env sets the environment of a nats-server process: it wants -nats-server process")
 	}
 	if o.router != "process" && o.router != "inproc" {
 		return nil, fmt.Errorf("-router %q: want process or inproc", o.router)

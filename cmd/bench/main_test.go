@@ -58,6 +58,11 @@ func TestParseFlags(t *testing.T) {
 		{"a soak's server is a process", []string{"-soak", "2m"}, "", func(o *options) bool { return o.natsServer == serverProcess }},
 		{"a soak on the embedded server", []string{"-soak", "2m", "-nats-server", "embedded"}, "", func(o *options) bool { return o.natsServer == serverEmbedded }},
 		{"bad server", []string{"-nats-server", "remote"}, `-nats-server "remote"`, nil},
+		{"server environment", []string{"-soak", "2m", "-nats-server-env", "GOGC=50", "-nats-server-env", "GOMEMLIMIT=2GiB"}, "", func(o *options) bool {
+			return slices.Equal(o.serverEnv, []string{"GOGC=50", "GOMEMLIMIT=2GiB"})
+		}},
+		{"server environment without a server process", []string{"-nats-server-env", "GOGC=50"}, "wants -nats-server process", nil},
+		{"server environment without a value", []string{"-soak", "2m", "-nats-server-env", "GOGC"}, "want KEY=VALUE", nil},
 		{"bad duration", []string{"-latency", "soon"}, "invalid value", nil},
 		{"negative rate", []string{"-rate", "-5"}, "-rate -5", nil},
 		{"stray argument", []string{"fast"}, `unexpected argument "fast"`, nil},

@@ -36,9 +36,9 @@ type natsProcess struct {
 	gctrace *benchkit.GCTrace
 }
 
-// startNATSProcess builds and starts the server, and waits until it takes
-// connections.
-func (b *bench) startNATSProcess(ctx context.Context) (*natsProcess, error) {
+// startNATSProcess builds and starts the server, with env added to its
+// environment, and waits until it takes connections.
+func (b *bench) startNATSProcess(ctx context.Context, env []string) (*natsProcess, error) {
 	bin := filepath.Join(b.dir, "nats-server")
 	if err := b.goBuild(ctx, bin, "github.com/nats-io/nats-server/v2"); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (b *bench) startNATSProcess(ctx context.Context) (*natsProcess, error) {
 	defer logf.Close() // the child has its own descriptor
 	p.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", filepath.Join(b.dir, "nats"), "-n", "mailtel-bench")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	p.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	p.cmd.Env = append(append(os.Environ(), env...), "GODEBUG=gctrace=1")
 	setDeathSignal(p.cmd) // the server dies with this process, even on SIGKILL
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
