@@ -32,7 +32,8 @@ import (
 //   - A second background job merges two neighbouring runs whenever the
 //     newer is at least half the size of the older, so that a file of n
 //     ids has O(log n) runs, each entry is rewritten O(log n) times, and
-//     no merge holds up a write.
+//     no merge holds up a write. The runs of a file sealed for good (the
+//     previous period's) are merged into one.
 //
 // A job reads only what no one modifies (a held table, run files) and
 // writes a new file; the index adopts its result at its next insert or
@@ -179,6 +180,7 @@ func (x *idIndex) poll() {
 			if !x.final {
 				x.spare = x.held[0].slots
 			}
+			x.held[0] = nil // not kept alive by the slice's array
 			x.held = x.held[1:]
 		}
 	}
@@ -206,9 +208,11 @@ func (x *idIndex) poll() {
 	}
 	// The newest pair of neighbours in which the newer run is at least
 	// half the older one. Once none is, each run is more than twice the
-	// next: there are at most log2(n) of them.
+	// next: there are at most log2(n) of them. An index sealed for good
+	// gets no more runs: it is merged into one, so that each lookup reads
+	// one page.
 	for i := len(x.runs) - 2; i >= 0; i-- {
-		if a, b := x.runs[i], x.runs[i+1]; 2*b.n >= a.n {
+		if a, b := x.runs[i], x.runs[i+1]; 2*b.n >= a.n || x.final {
 			x.merge = startJob([]*idRun{a, b}, func(j *idJob) (*idRun, error) { return mergeRuns(x.dir, a, b, &j.stop) })
 			return
 		}

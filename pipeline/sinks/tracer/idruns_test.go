@@ -194,9 +194,9 @@ func TestLogSinkWithRuns(t *testing.T) {
 				t.Errorf("after restart and rotation: skipped %d, want 2000", got)
 			}
 			s.prev.ix.settle(t)
-			if s.prev.ix.live.n != 0 || len(s.prev.ix.held) != 0 || s.prev.ix.spare != nil {
-				t.Errorf("previous file's index holds %d ids and %d tables in memory (spare %d slots), want none",
-					s.prev.ix.live.n, len(s.prev.ix.held), len(s.prev.ix.spare))
+			if s.prev.ix.live.n != 0 || len(s.prev.ix.held) != 0 || s.prev.ix.spare != nil || len(s.prev.ix.runs) != 1 {
+				t.Errorf("previous file's index holds %d ids and %d tables in memory (spare %d slots) and %d runs, want none and one run",
+					s.prev.ix.live.n, len(s.prev.ix.held), len(s.prev.ix.spare), len(s.prev.ix.runs))
 			}
 			write(t, s, evs(slices.Concat(first[3000:], idsN("b", 3000))...))
 			if got := s.Skipped(); got != 2000+5000 {
