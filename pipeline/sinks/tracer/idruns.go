@@ -96,8 +96,9 @@ func (x *idIndex) reserve(n int) {
 // sealForGood seals the index of a file that will not be written again
 // (the previous period's), so that its ids cost no memory once in runs.
 func (x *idIndex) sealForGood() {
-	x.final, x.spare = true, nil
+	x.final, x.spare, x.plan = true, nil, true // its runs are merged into one even when nothing is live
 	x.seal()
+	x.poll()
 }
 
 // seal hands the live table, if it holds anything, to a run, and starts
