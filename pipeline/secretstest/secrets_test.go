@@ -454,7 +454,9 @@ func runCommands(t *testing.T, h *harness, w *world, c configs, js jetstream.Jet
 		{"publisher gen", 20 * time.Second, "publisher", []string{"gen", "--config", c.embedded, "--count", "5"}},
 		{"publisher gen (user/password server)", 20 * time.Second, "publisher", []string{"gen", "--config", c.userpass, "--count", "3"}},
 		{"sinks dlq list (user/password server)", 20 * time.Second, "sinks", []string{"dlq", "list", "--config", c.userpass}},
-		{"router up", 4 * time.Second, "router", []string{"up", "--config", c.up, "--rate", "20", "--count", "20"}},
+		// Long enough for its embedded server, streams and the line that
+		// says where /readyz is, on a machine running other packages' tests.
+		{"router up", 12 * time.Second, "router", []string{"up", "--config", c.up, "--rate", "20", "--count", "20"}},
 	}
 	// One dead letter of each subject, shown.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
