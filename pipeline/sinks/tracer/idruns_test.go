@@ -11,12 +11,47 @@ import (
 )
 
 // smallRuns makes the live table hold max entries and runs read pages of
-// page entries, until the test ends.
+// page entries, and jobs write back every 4 KiB, until the test ends.
 func smallRuns(t *testing.T, max, page int) {
 	t.Helper()
-	oldMax, oldPage, oldRetry := liveMax, runPage, runRetryEvery
-	liveMax, runPage = max, page
-	t.Cleanup(func() { liveMax, runPage, runRetryEvery = oldMax, oldPage, oldRetry })
+	oldMax, oldPage, oldRetry, oldBack := liveMax, runPage, runRetryEvery, runWriteBack
+	liveMax, runPage, runWriteBack = max, page, 4096
+	t.Cleanup(func() { liveMax, runPage, runRetryEvery, runWriteBack = oldMax, oldPage, oldRetry, oldBack })
+}
+
+// TestPacedFile: a run's file is written back in steps of runWriteBack as
+// it is written, and holds what was written.
+func TestPacedFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "paced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := runWriteBack
+	runWriteBack = 64 << 10
+	t.Cleanup(func() { runWriteBack = old })
+	p := &pacedFile{f: f}
+	want := make([]byte, 0, 1<<20)
+	for i := 0; len(want) < 1<<20; i++ {
+		b := []byte(fmt.Sprintf("chunk %d of a run\n", i))
+		want = append(want, b...)
+		if _, err := p.Write(b); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if p.written-p.sent >= runWriteBack {
+			t.Fatalf("after write %d: %d bytes not written back, more than %d", i, p.written-p.sent, runWriteBack)
+		}
+	}
+	if p.sent < int64(len(want))-runWriteBack || p.sent == 0 {
+		t.Errorf("written back %d of %d bytes", p.sent, len(want))
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("the file holds %d bytes that differ from the %d written", len(got), len(want))
+	}
 }
 
 // settle waits until the index has no job running and nothing held that
