@@ -161,6 +161,16 @@ const example = `  go run ./cmd/bench -short
   go run ./cmd/bench -soak 5m
   go run ./cmd/bench -short -soak 2m -soak-variants router`
 
+// defaultServerEnv is the environment a nats-server process starts with,
+// before -nats-server-env: the garbage collector target deploy/ runs
+// nats-server with (GOGC=200: deploy/k8s/nats-values.yaml says why), and
+// the memory limit a node sized for a soak's rate on this 2-core machine
+// would be given (about 20,000 events/s; the README's Sizing: 0.9 GB of
+// message ids, a heap of up to three times that at GOGC=200, so a limit
+// of 3 GiB that the collector keeps under, not a pod's 7 GiB that it would
+// never reach here).
+var defaultServerEnv = []string{"GOGC=200", "GOMEMLIMIT=3GiB"}
+
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -181,7 +191,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.router, "router", "process", "where the router runs: `process` (the real binary, measured from /proc and its /metrics) or inproc (in this process, so -cpuprofile covers it; no router CPU, allocation or RSS figures)")
 	fs.StringVar(&o.routerBin, "router-bin", "", "router `binary` to run instead of building ./cmd/router")
 	fs.StringVar(&o.natsServer, "nats-server", "", "where the NATS server runs: `embedded` in this process (as router up runs it; the default) or process (nats-server built from the module mailtel requires, in a process of its own, as a deployment runs it; the default of -soak, so that its memory is measured apart from the publisher's and the sinks')")
-	fs.Func("nats-server-env", "`KEY=VALUE` added to the environment of the nats-server process (-nats-server process), such as GOGC=50 or GOMEMLIMIT=2GiB to measure the server's garbage collector settings; repeat for more", func(v string) error {
+	fs.Func("nats-server-env", "`KEY=VALUE` added to the environment of the nats-server process (-nats-server process) after its defaults "+strings.Join(defaultServerEnv, " ")+", such as GOGC=100 or GOMEMLIMIT=off to measure the server's garbage collector settings; repeat for more", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("%q: want KEY=VALUE", v)
 		}
@@ -261,6 +271,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if len(o.serverEnv) > 0 && o.natsServer != serverProcess {
 		return nil, fmt.Errorf("-nats-server-env sets the environment of a nats-server process: it wants -nats-server process")
+	}
+	if o.natsServer == serverProcess { // a later value of a key wins
+		o.serverEnv = append(slices.Clone(defaultServerEnv), o.serverEnv...)
 	}
 	if o.router != "process" && o.router != "inproc" {
 		return nil, fmt.Errorf("-router %q: want process or inproc", o.router)

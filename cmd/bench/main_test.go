@@ -59,8 +59,12 @@ func TestParseFlags(t *testing.T) {
 		{"a soak on the embedded server", []string{"-soak", "2m", "-nats-server", "embedded"}, "", func(o *options) bool { return o.natsServer == serverEmbedded }},
 		{"bad server", []string{"-nats-server", "remote"}, `-nats-server "remote"`, nil},
 		{"server environment", []string{"-soak", "2m", "-nats-server-env", "GOGC=50", "-nats-server-env", "GOMEMLIMIT=2GiB"}, "", func(o *options) bool {
-			return slices.Equal(o.serverEnv, []string{"GOGC=50", "GOMEMLIMIT=2GiB"})
+			return slices.Equal(o.serverEnv, []string{"GOGC=200", "GOMEMLIMIT=3GiB", "GOGC=50", "GOMEMLIMIT=2GiB"})
 		}},
+		{"a server process gets deploy's GC settings", []string{"-soak", "2m"}, "", func(o *options) bool {
+			return slices.Equal(o.serverEnv, []string{"GOGC=200", "GOMEMLIMIT=3GiB"})
+		}},
+		{"an embedded server gets no environment", []string{"-soak", "2m", "-nats-server", "embedded"}, "", func(o *options) bool { return len(o.serverEnv) == 0 }},
 		{"server environment without a server process", []string{"-nats-server-env", "GOGC=50"}, "wants -nats-server process", nil},
 		{"server environment without a value", []string{"-soak", "2m", "-nats-server-env", "GOGC"}, "want KEY=VALUE", nil},
 		{"bad duration", []string{"-latency", "soon"}, "invalid value", nil},

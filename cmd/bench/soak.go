@@ -170,7 +170,9 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	for _, name := range slices.Sorted(mapKeys(ss.procs)) {
 		all := ss.procs[name]
 		tail := benchkit.After(all, memWarm)
-		b.rep.Add(sc, "rss slope "+name, benchkit.RSSSlope(tail), "MiB/min")
+		slope, slopeErr := benchkit.RSSSlope(tail)
+		b.rep.Add(sc, "rss slope "+name, slope, "MiB/min")
+		b.rep.Add(sc, "rss slope error "+name, slopeErr, "MiB/min")
 		var rssMax, heapMax int64 = 0, -1
 		for _, p := range all {
 			rssMax, heapMax = max(rssMax, p.RSS), max(heapMax, p.Heap)

@@ -191,5 +191,21 @@ func memoryPlot(s SoakPlot) (*plot.Plot, error) {
 	}
 	p.X.Min, p.Y.Min = 0, 0
 	p.Y.Max *= 1.3 // room for the legend
+	p.Y.Tick.Marker = plainTicks{}
 	return p, nil
+}
+
+// plainTicks are plot.DefaultTicks labelled without trailing zeros:
+// DefaultTicks prints "5000.00" on one panel's axis and "4000" on the
+// next, depending on the range.
+type plainTicks struct{}
+
+func (plainTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	for i, t := range ticks {
+		if strings.Contains(t.Label, ".") {
+			ticks[i].Label = strings.TrimSuffix(strings.TrimRight(t.Label, "0"), ".")
+		}
+	}
+	return ticks
 }

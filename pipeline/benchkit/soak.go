@@ -142,13 +142,14 @@ func After(ss []ProcSample, from time.Duration) []ProcSample {
 }
 
 // RSSSlope returns the least-squares slope of the RSS of ss in MiB per
-// minute (NaN for fewer than two readings).
-func RSSSlope(ss []ProcSample) float64 {
+// minute (NaN for fewer than two readings) and its standard error (see
+// SlopeError).
+func RSSSlope(ss []ProcSample) (slope, stderr float64) {
 	xs := make([]Sample, len(ss))
 	for i, s := range ss {
 		xs[i] = Sample{At: s.At, Value: mib(s.RSS)}
 	}
-	return Slope(xs)
+	return fitLine(xs)
 }
 
 // GCShare returns the garbage collector's share of the CPU time between

@@ -4,8 +4,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot"
 
 	"github.com/mailtel/mailtel/schema"
 )
@@ -40,8 +43,19 @@ func TestSlope(t *testing.T) {
 		})
 	}
 	rss := []ProcSample{{At: 0, RSS: 100 << 20}, {At: time.Minute, RSS: 103 << 20}, {At: 2 * time.Minute, RSS: 106 << 20}}
-	if got := RSSSlope(After(rss, time.Minute)); math.Abs(got-3) > 1e-9 {
-		t.Errorf("rss slope after the first minute %v MiB/min, want 3", got)
+	if got, se := RSSSlope(After(rss, time.Minute)); math.Abs(got-3) > 1e-9 || !math.IsNaN(se) {
+		t.Errorf("rss slope after the first minute %v MiB/min (error %v), want 3 (no error from two readings)", got, se)
+	}
+	// The standard error: 0 on a line; on a sawtooth of +-1 sampled at 0,
+	// 1, 2 and 3 minutes (fitted slope -0.4, residuals 0.4, -1.2, 1.2,
+	// -0.4, sxx 5), sqrt(sum r^2 / (n-2) / sxx).
+	if se := SlopeError(line(31, 10*time.Second, func(m float64) float64 { return 30 + 2*m })); math.Abs(se) > 1e-9 {
+		t.Errorf("error of a line's slope %v, want 0", se)
+	}
+	saw := []Sample{{0, 1}, {time.Minute, -1}, {2 * time.Minute, 1}, {3 * time.Minute, -1}}
+	wantSE := math.Sqrt((0.4*0.4 + 1.2*1.2 + 1.2*1.2 + 0.4*0.4) / 2 / 5)
+	if got, se := Slope(saw), SlopeError(saw); math.Abs(got+0.4) > 1e-9 || math.Abs(se-wantSE) > 1e-9 {
+		t.Errorf("sawtooth: slope %v error %v, want -0.4 and %v", got, se, wantSE)
 	}
 }
 
@@ -231,5 +245,28 @@ func TestPlotSoak(t *testing.T) {
 	data, err := os.ReadFile(path)
 	if err != nil || len(data) < 1000 || string(data[1:4]) != "PNG" {
 		t.Errorf("%d bytes, %v", len(data), err)
+	}
+}
+
+// TestPlainTicks: the memory panel's labels carry no trailing zeros, so
+// two panels of one PNG read alike, and keep the digits that matter.
+func TestPlainTicks(t *testing.T) {
+	for _, c := range []struct {
+		min, max float64
+		want     []string
+	}{
+		{0, 5200, []string{"0", "2500", "5000"}},     // DefaultTicks: "5000.00"
+		{0, 6500, []string{"0", "3000", "6000"}},     // and here "6000"
+		{0, 1.3, []string{"0", "0.4", "0.8", "1.2"}}, // "0.0"
+	} {
+		var got []string
+		for _, tk := range (plainTicks{}).Ticks(c.min, c.max) {
+			if tk.Label != "" {
+				got = append(got, tk.Label)
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("ticks of [%g, %g]: %q, want %q (DefaultTicks: %v)", c.min, c.max, got, c.want, plot.DefaultTicks{}.Ticks(c.min, c.max))
+		}
 	}
 }

@@ -119,8 +119,25 @@ func Analyse(samples []Sample) Trend {
 // Slope returns the least-squares slope of samples in value units per
 // minute, or NaN when fewer than two samples at different times are given.
 func Slope(samples []Sample) float64 {
+	slope, _ := fitLine(samples)
+	return slope
+}
+
+// SlopeError returns the standard error of Slope(samples), NaN for fewer
+// than three samples. It takes the residuals as independent, which the
+// sawtooth of a garbage-collected heap is not: read it as the least the
+// slope may be off by. A slope within two of it of zero says the samples
+// cannot tell growth from noise.
+func SlopeError(samples []Sample) float64 {
+	_, se := fitLine(samples)
+	return se
+}
+
+// fitLine fits a least-squares line to samples (x in minutes) and returns
+// its slope and the slope's standard error.
+func fitLine(samples []Sample) (slope, stderr float64) {
 	if len(samples) < 2 {
-		return math.NaN()
+		return math.NaN(), math.NaN()
 	}
 	var sx, sy float64
 	for _, s := range samples {
@@ -136,7 +153,16 @@ func Slope(samples []Sample) float64 {
 		sxx += dx * dx
 	}
 	if sxx == 0 {
-		return math.NaN()
+		return math.NaN(), math.NaN()
 	}
-	return sxy / sxx
+	slope = sxy / sxx
+	if len(samples) < 3 {
+		return slope, math.NaN()
+	}
+	var rss float64
+	for _, s := range samples {
+		r := s.Value - my - slope*(s.At.Minutes()-mx)
+		rss += r * r
+	}
+	return slope, math.Sqrt(rss / (n - 2) / sxx)
 }
