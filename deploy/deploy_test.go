@@ -231,6 +231,9 @@ func TestCompose(t *testing.T) {
 		if get(services, name, "image") == nil || !strings.HasPrefix(fmt.Sprint(get(services, name, "image")), "nats:") {
 			t.Errorf("%s: want the official nats image", name)
 		}
+		if g, m := get(services, name, "environment", "GOGC"), get(services, name, "environment", "GOMEMLIMIT"); g != "200" || m == nil {
+			t.Errorf("%s: GOGC %v, GOMEMLIMIT %v: want deploy/k8s/nats-values.yaml's collector settings", name, g, m)
+		}
 	}
 	// The mailtel services run the binaries of deploy/Dockerfile with the
 	// cluster configuration mounted; yaml.v3 resolves the merge keys.
@@ -353,6 +356,32 @@ func TestKubernetes(t *testing.T) {
 		get(v, "config", "jetstream", "enabled") != true || get(v, "config", "jetstream", "fileStore", "pvc", "enabled") != true {
 		t.Errorf("nats-values.yaml: want a 3-replica cluster with JetStream file storage on a PVC: %v", v["config"])
 	}
+	// The server's collector settings: GOGC=200, and a GOMEMLIMIT (Go's
+	// units) under the container's memory limit (Kubernetes' units).
+	limit := binarySize(t, fmt.Sprint(get(v, "container", "merge", "resources", "limits", "memory")), "Ki", "Mi", "Gi", "Ti")
+	if g := get(v, "container", "env", "GOGC"); g != "200" {
+		t.Errorf("nats-values.yaml: container.env.GOGC %v, want \"200\"", g)
+	}
+	if m := binarySize(t, fmt.Sprint(get(v, "container", "env", "GOMEMLIMIT")), "KiB", "MiB", "GiB", "TiB"); m <= 0 || m > limit*95/100 {
+		t.Errorf("nats-values.yaml: GOMEMLIMIT %d bytes, want some, and at most 95%% of the memory limit, %d bytes", m, limit)
+	}
+}
+
+// binarySize parses a size such as 8Gi or 7GiB: an integer and one of the
+// suffixes for 2^10, 2^20, 2^30 and 2^40, in that order.
+func binarySize(t *testing.T, s string, suffixes ...string) int64 {
+	t.Helper()
+	for i, suffix := range suffixes {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				t.Errorf("size %q: %v", s, err)
+			}
+			return v << (10 * (i + 1))
+		}
+	}
+	t.Errorf("size %q: want an integer and one of %v", s, suffixes)
+	return 0
 }
 
 // knownMetrics returns the names of every metric mailtel serves: the
