@@ -151,9 +151,12 @@ sampling every -sample the RSS, Go heap and GC CPU of the router process
 and of this process (which holds the embedded NATS server, the publisher
 and the sinks) and the server's duplicate-window memory (estimated). It
 reports latency and memory per -interval, latency percentiles after
--warmup, RSS slopes after -warmup plus the longest duplicate window (while
-the windows fill, the server's memory grows by design), and draws soak.png
-beside -out. With -rate the soak runs at that rate and skips the rest.`
+-warmup, RSS and heap slopes after -warmup plus the longest duplicate window
+(while the windows fill, the server's memory grows by design) and over the
+second half of that span, and draws soak.png beside -out. Beside it too go
+two heap profiles of the NATS server, one when the memory warm-up has
+passed and one at the end, for go tool pprof -base; the server process
+also serves its monitoring (/jsz) and pprof on ports the run prints. With -rate the soak runs at that rate and skips the rest.`
 
 const example = `  go run ./cmd/bench -short
   go run ./cmd/bench -n 300000 -out bench/results.json
@@ -360,6 +363,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "latency and memory over time drawn in %s\n", path)
+		for _, r := range b.soaks {
+			if len(r.profiles) == 2 {
+				fmt.Fprintf(stdout, "%s: what grew in the NATS server's heap after the memory warm-up: go tool pprof -top -base %s %s\n", r.sc, r.profiles[0], r.profiles[1])
+			}
+		}
 	}
 	return nil
 }

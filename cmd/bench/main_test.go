@@ -245,6 +245,22 @@ func TestSoak(t *testing.T) {
 		if v := r.get(t, sc, "dup window ids max (estimate)"); v <= 0 {
 			t.Errorf("%s: %v ids in the duplicate windows", sc, v)
 		}
+		// The server's heap: its slope from the live heap of its gctrace
+		// lines, and a profile after the memory warm-up and at the end.
+		r.get(t, sc, "heap slope nats-server")
+		r.get(t, sc, "rss slope nats-server (second half)")
+		profiles := strings.Fields(r.Meta.Settings[sc+".heap_profiles"])
+		if len(profiles) != 2 {
+			t.Errorf("%s: heap profiles %q, want two", sc, profiles)
+		}
+		for _, p := range profiles {
+			if data, err := os.ReadFile(p); err != nil || len(data) < 2 || data[0] != 0x1f || data[1] != 0x8b {
+				t.Errorf("%s: heap profile %s is not a gzipped profile (%d bytes, %v)", sc, p, len(data), err)
+			}
+		}
+	}
+	if !strings.Contains(table, "go tool pprof -top -base") {
+		t.Errorf("no command to compare the heap profiles:\n%s", table)
 	}
 	if !strings.Contains(table, "soak-server per 1s") || !strings.Contains(table, "nats-server rss") {
 		t.Errorf("table:\n%s", table)

@@ -189,7 +189,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 	start := time.Now()
 	if soak {
 		rec.SetStart(start)
-		sampler = newSoakSampler(b, s, start)
+		sampler = newSoakSampler(b, s, sc, start, d)
 		if err := sampler.sample(ctx); err != nil {
 			return err
 		}
@@ -318,6 +318,7 @@ func (b *bench) paced(ctx context.Context, sc string, r float64, d time.Duration
 		if err := sampler.sample(ctx); err != nil {
 			return err
 		}
+		sampler.heapProfile(ctx, "end")
 		return b.soakRows(sc, sampler, rec.Histograms(), pubDur, sent)
 	}
 	return nil

@@ -25,9 +25,13 @@ const (
 // nats-server module mailtel requires, with JetStream on file storage
 // under the bench's directory and GODEBUG=gctrace=1, so that a soak reads
 // its RSS and CPU from /proc and its GC CPU and live heap from its log.
+// Its monitoring and pprof ports are open on 127.0.0.1 and printed, so
+// that whoever watches a soak can read the server's streams and heap.
 type natsProcess struct {
 	cmd     *exec.Cmd
 	url     string
+	monURL  string // its monitoring endpoint: /varz, /jsz?streams=true
+	profURL string // its pprof endpoint: /debug/pprof/heap
 	logPath string
 	exited  chan struct{}
 	waitErr error
@@ -47,15 +51,27 @@ func (b *bench) startNATSProcess(ctx context.Context, env []string) (*natsProces
 	if err != nil {
 		return nil, err
 	}
+	monAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	profAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	_, port, _ := net.SplitHostPort(addr)
-	p := &natsProcess{url: "nats://" + addr, logPath: filepath.Join(b.dir, "nats-server.log"), exited: make(chan struct{})}
+	_, monPort, _ := net.SplitHostPort(monAddr)
+	_, profPort, _ := net.SplitHostPort(profAddr)
+	p := &natsProcess{url: "nats://" + addr, monURL: "http://" + monAddr, profURL: "http://" + profAddr,
+		logPath: filepath.Join(b.dir, "nats-server.log"), exited: make(chan struct{})}
 	p.gctrace = &benchkit.GCTrace{Path: p.logPath}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create nats-server log: %w", err)
 	}
 	defer logf.Close() // the child has its own descriptor
-	p.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", filepath.Join(b.dir, "nats"), "-n", "mailtel-bench")
+	p.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", filepath.Join(b.dir, "nats"), "-n", "mailtel-bench",
+		"-m", monPort, "--profile", profPort)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.Env = append(append(os.Environ(), env...), "GODEBUG=gctrace=1")
 	setDeathSignal(p.cmd) // the server dies with this process, even on SIGKILL
@@ -68,6 +84,7 @@ func (b *bench) startNATSProcess(ctx context.Context, env []string) (*natsProces
 		nc, err := nats.Connect(p.url, nats.Timeout(time.Second))
 		if err == nil {
 			nc.Close()
+			b.progress("nats-server: %s, monitoring %s/jsz?streams=true, profiling %s/debug/pprof/heap", p.url, p.monURL, p.profURL)
 			return p, nil
 		}
 		select {

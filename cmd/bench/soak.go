@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -30,15 +33,18 @@ const (
 type soakSampler struct {
 	b        *bench
 	s        *stage
+	sc       string
 	start    time.Time
+	memWarm  time.Duration // when it takes the server's first heap profile
+	profiles []string      // the server's heap profiles it wrote
 	procs    map[string][]benchkit.ProcSample
 	dup      []benchkit.Sample // MiB
 	dupIDs   []benchkit.Sample // message ids
 	gatherer *status.Gatherer
 }
 
-func newSoakSampler(b *bench, s *stage, start time.Time) *soakSampler {
-	return &soakSampler{b: b, s: s, start: start, procs: map[string][]benchkit.ProcSample{},
+func newSoakSampler(b *bench, s *stage, sc string, start time.Time, d time.Duration) *soakSampler {
+	return &soakSampler{b: b, s: s, sc: sc, start: start, memWarm: b.memWarmup(s, d), procs: map[string][]benchkit.ProcSample{},
 		gatherer: status.NewGatherer(b.js, status.Options{Streams: s.cfg.Streams, RouterConsumer: s.cfg.Router.Consumer})}
 }
 
@@ -80,7 +86,59 @@ func (ss *soakSampler) sample(ctx context.Context) error {
 	}
 	ss.dup = append(ss.dup, benchkit.Sample{At: at, Value: mib(int64(bytes))})
 	ss.dupIDs = append(ss.dupIDs, benchkit.Sample{At: at, Value: float64(ids)})
+	if len(ss.profiles) == 0 && at >= ss.memWarm {
+		ss.heapProfile(ctx, "warm")
+	}
 	return nil
+}
+
+// heapProfile writes the NATS server's heap profile beside -out, as
+// heap-<scenario>-nats-server-<label>.pb.gz: the server process's from its
+// pprof port, or this process's when the server is embedded in it. The
+// sampler takes one when the memory warm-up has passed and one at the end,
+// so that `go tool pprof -base <warm> <end>` shows what grew while the
+// slopes were measured. A profile that cannot be had is reported and the
+// soak goes on: its figures do not depend on it.
+func (ss *soakSampler) heapProfile(ctx context.Context, label string) {
+	path := filepath.Join(filepath.Dir(ss.b.o.out), fmt.Sprintf("heap-%s-%s-%s.pb.gz", ss.sc, nameServer, label))
+	if err := ss.writeHeapProfile(ctx, path); err != nil {
+		ss.b.progress("%s: no heap profile of %s (%s): %v", ss.sc, nameServer, label, err)
+		return
+	}
+	ss.profiles = append(ss.profiles, path)
+}
+
+func (ss *soakSampler) writeHeapProfile(ctx context.Context, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if p := ss.b.natsProc; p != nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.profURL+"/debug/pprof/heap", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			return fmt.Errorf("read %s: %w", req.URL, err)
+		}
+	} else if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // line describes the last reading, for a progress line.
@@ -106,12 +164,27 @@ type soakResult struct {
 	intervals []benchkit.Interval
 	procs     map[string][]benchkit.ProcSample
 	dup       []benchkit.Sample
+	profiles  []string // the server's heap profiles: after the memory warm-up, at the end
 }
 
 // warmIndex returns the first interval that starts at or after the
 // warm-up.
 func (b *bench) warmIndex() int {
 	return int((b.o.warmup + b.o.interval - 1) / b.o.interval)
+}
+
+// memWarmup returns how much of a soak of duration d on stage s its
+// memory figures leave out. Memory has a longer warm-up than latency:
+// until the longest duplicate window has passed, the server's message ids
+// fill it, by design and up to a bound; growth after that is what a leak
+// would be. A soak too short to leave the windows' filling out leaves out
+// -warmup alone.
+func (b *bench) memWarmup(s *stage, d time.Duration) time.Duration {
+	warm := time.Duration(b.warmIndex()) * b.o.interval
+	if mem := warm + s.longestWindow(); d >= mem+3*b.o.sample {
+		return mem
+	}
+	return warm
 }
 
 // soakLatency merges the histograms of the intervals after the warm-up.
@@ -146,15 +219,10 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	}
 	b.setting("soak.process."+nameRouter, "the router process: RSS and CPU from /proc, heap go_memstats_heap_inuse_bytes from its /metrics, GC CPU from its GODEBUG=gctrace=1 lines")
 	b.setting("soak.gc_cpu_share", "GC CPU (assists, dedicated and fractional mark workers, pauses; not idle mark workers) / process CPU (user+system)")
-	// Memory has a longer warm-up than latency: until the longest
-	// duplicate window has passed, the server's message ids fill it, by
-	// design and up to a bound; growth after that is what a leak would be.
-	memWarm := warm + ss.s.longestWindow()
-	if pubDur < memWarm+3*b.o.sample {
-		memWarm = warm // too short a soak to leave the windows' filling out
-	}
+	memWarm := b.memWarmup(ss.s, pubDur)
 	b.rep.Add(sc, "memory warm-up (left out of rss slopes and gc shares)", memWarm.Seconds(), "s")
-	b.setting("soak.rss_slope", "least-squares slope of every RSS sample after the memory warm-up: -warmup plus the longest duplicate window, while the server's message ids fill the windows (-warmup alone when the soak is too short for that)")
+	b.setting("soak.rss_slope", "least-squares slope of every RSS sample after the memory warm-up: -warmup plus the longest duplicate window, while the server's message ids fill the windows (-warmup alone when the soak is too short for that); (second half): over the second half of that span, where growth that settles has stopped and a leak has not")
+	b.setting("soak.heap_slope", "the same of the heap readings: a leak shows in the live heap; RSS also follows the collector's heap goal, live x (1+GOGC/100) up to GOMEMLIMIT")
 	b.setting("soak.dup_window", fmt.Sprintf("estimate: message ids stored within each stream's duplicate window x %d bytes (the server reports no dedupe map size)", status.BytesPerID))
 
 	ivs := benchkit.Intervals(b.o.interval, pubDur, hists, ss.procs, ss.dup)
@@ -170,9 +238,21 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	for _, name := range slices.Sorted(mapKeys(ss.procs)) {
 		all := ss.procs[name]
 		tail := benchkit.After(all, memWarm)
-		slope, slopeErr := benchkit.RSSSlope(tail)
-		b.rep.Add(sc, "rss slope "+name, slope, "MiB/min")
-		b.rep.Add(sc, "rss slope error "+name, slopeErr, "MiB/min")
+		half := benchkit.After(tail, memWarm+(pubDur-memWarm)/2)
+		for _, m := range []struct {
+			what  string
+			slope func([]benchkit.ProcSample) (float64, float64)
+		}{{"rss", benchkit.RSSSlope}, {"heap", benchkit.HeapSlope}} {
+			slope, slopeErr := m.slope(tail)
+			if math.IsNaN(slope) {
+				continue // no heap readings
+			}
+			b.rep.Add(sc, m.what+" slope "+name, slope, "MiB/min")
+			b.rep.Add(sc, m.what+" slope error "+name, slopeErr, "MiB/min")
+			slope, slopeErr = m.slope(half)
+			b.rep.Add(sc, m.what+" slope "+name+" (second half)", slope, "MiB/min")
+			b.rep.Add(sc, m.what+" slope error "+name+" (second half)", slopeErr, "MiB/min")
+		}
 		var rssMax, heapMax int64 = 0, -1
 		for _, p := range all {
 			rssMax, heapMax = max(rssMax, p.RSS), max(heapMax, p.Heap)
@@ -257,7 +337,10 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 			add("gc cpu share % "+name, 100*p.GCShare)
 		}
 	}
-	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup})
+	if len(ss.profiles) > 0 {
+		b.setting(sc+".heap_profiles", strings.Join(ss.profiles, " "))
+	}
+	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup, profiles: ss.profiles})
 	return nil
 }
 

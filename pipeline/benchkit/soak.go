@@ -145,9 +145,25 @@ func After(ss []ProcSample, from time.Duration) []ProcSample {
 // minute (NaN for fewer than two readings) and its standard error (see
 // SlopeError).
 func RSSSlope(ss []ProcSample) (slope, stderr float64) {
-	xs := make([]Sample, len(ss))
-	for i, s := range ss {
-		xs[i] = Sample{At: s.At, Value: mib(s.RSS)}
+	return memSlope(ss, func(s ProcSample) int64 { return s.RSS })
+}
+
+// HeapSlope is RSSSlope of the Go heap, over the readings that have one.
+// The heap shows a leak without the collector's slack: RSS follows the
+// heap goal, which is the live heap times 1+GOGC/100 up to GOMEMLIMIT, so
+// it swings with every cycle and can climb towards the limit with no
+// object more kept alive.
+func HeapSlope(ss []ProcSample) (slope, stderr float64) {
+	return memSlope(ss, func(s ProcSample) int64 { return s.Heap })
+}
+
+// memSlope fits a line to the readings of field that are known (>= 0).
+func memSlope(ss []ProcSample, field func(ProcSample) int64) (slope, stderr float64) {
+	xs := make([]Sample, 0, len(ss))
+	for _, s := range ss {
+		if v := field(s); v >= 0 {
+			xs = append(xs, Sample{At: s.At, Value: mib(v)})
+		}
 	}
 	return fitLine(xs)
 }

@@ -46,6 +46,19 @@ func TestSlope(t *testing.T) {
 	if got, se := RSSSlope(After(rss, time.Minute)); math.Abs(got-3) > 1e-9 || !math.IsNaN(se) {
 		t.Errorf("rss slope after the first minute %v MiB/min (error %v), want 3 (no error from two readings)", got, se)
 	}
+	// The heap slope skips readings without a heap (-1): here the RSS is
+	// flat and the heap, read twice, grows 2 MiB a minute.
+	mixed := []ProcSample{{At: 0, RSS: 50 << 20, Heap: 10 << 20}, {At: time.Minute, RSS: 50 << 20, Heap: -1},
+		{At: 2 * time.Minute, RSS: 50 << 20, Heap: 14 << 20}, {At: 3 * time.Minute, RSS: 50 << 20, Heap: -1}}
+	if got, _ := HeapSlope(mixed); math.Abs(got-2) > 1e-9 {
+		t.Errorf("heap slope %v MiB/min, want 2 from the two readings with a heap", got)
+	}
+	if got, _ := RSSSlope(mixed); got != 0 {
+		t.Errorf("rss slope %v MiB/min, want 0", got)
+	}
+	if got, _ := HeapSlope(mixed[1:2]); !math.IsNaN(got) {
+		t.Errorf("heap slope of no heap reading %v, want NaN", got)
+	}
 	// The standard error: 0 on a line; on a sawtooth of +-1 sampled at 0,
 	// 1, 2 and 3 minutes (fitted slope -0.4, residuals 0.4, -1.2, 1.2,
 	// -0.4, sxx 5), sqrt(sum r^2 / (n-2) / sxx).
