@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailtel/mailtel/pipeline/app"
+	"github.com/mailtel/mailtel/pipeline/benchkit"
 )
 
 // TestMain lets the test binary be the raw hop's process, as the hop
@@ -218,11 +220,14 @@ func TestSoak(t *testing.T) {
 		t.Errorf("mode %q, nats server %q", r.Meta.Mode, r.Meta.Settings["nats_server"])
 	}
 	for _, sc := range []string{scSoak, scSoakServer} {
-		if n := r.get(t, sc, "rss samples (tail)"); n < 3 {
-			t.Errorf("%s: %v samples", sc, n)
-		}
-		if min, max := r.get(t, sc, "rss min (tail)"), r.get(t, sc, "rss max (tail)"); min <= 0 || max < min {
-			t.Errorf("%s: rss min %v max %v", sc, min, max)
+		for _, p := range []string{"nats-server", "bench"} {
+			slope, slopeErr, v := r.get(t, sc, "rss slope "+p), r.get(t, sc, "rss slope error "+p), r.get(t, sc, "rss verdict "+p)
+			if want := benchkit.Judge(slope, slopeErr); v != float64(want) {
+				t.Errorf("%s: rss verdict %s %v for a slope of %v ± %v, want %v", sc, p, v, slope, slopeErr, float64(want))
+			}
+			if !strings.Contains(table, fmt.Sprintf("%s %s (%+.2f ± %.2f MiB/min)", p, benchkit.Judge(slope, slopeErr), slope, slopeErr)) {
+				t.Errorf("%s: no verdict on %s in the output", sc, p)
+			}
 		}
 		p99, max := r.get(t, sc, "publish->write p99"), r.get(t, sc, "publish->write max")
 		if p99 <= 0 || max < p99 {

@@ -165,6 +165,7 @@ type soakResult struct {
 	procs     map[string][]benchkit.ProcSample
 	dup       []benchkit.Sample
 	profiles  []string // the server's heap profiles: after the memory warm-up, at the end
+	verdict   string   // the rss verdict of every process, for the output
 }
 
 // warmIndex returns the first interval that starts at or after the
@@ -202,10 +203,10 @@ func (b *bench) soakLatency(sc string, hists []*benchkit.Histogram) benchkit.Lat
 	return h.Summary()
 }
 
-// soakRows adds a soak's rows: per process the RSS slope and GC CPU share
-// after the memory warm-up, peak RSS and heap, and CPU per event of the
-// sent published; the duplicate windows; the trend of the router's RSS;
-// and the series per interval.
+// soakRows adds a soak's rows: per process the RSS and heap slopes, the
+// RSS verdict (benchkit.Judge) and the GC CPU share after the memory
+// warm-up, peak RSS and heap, and CPU per event of the sent published; the
+// duplicate windows; and the series per interval.
 func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram, pubDur time.Duration, sent int64) error {
 	warm := time.Duration(b.warmIndex()) * b.o.interval
 	b.setting("soak.interval", b.o.interval.String())
@@ -235,8 +236,14 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	if span := pubDur - warm; span > 0 {
 		b.rep.Add(sc, "written rate after warm-up", float64(after.N())/span.Seconds(), "events/s")
 	}
+	b.setting("soak.rss_verdict", fmt.Sprintf("1 flat: rss slope under %g MiB/min; -1 grows: %g or more; 0 cannot tell: its error is %g or more, and a longer -soak narrows it",
+		benchkit.MaxSlope, benchkit.MaxSlope, benchkit.MaxSlope))
+	var verdicts []string
 	for _, name := range slices.Sorted(mapKeys(ss.procs)) {
 		all := ss.procs[name]
+		if len(all) < 3 {
+			return fmt.Errorf("%d memory readings of %s; make -soak at least twice -sample", len(all), name)
+		}
 		tail := benchkit.After(all, memWarm)
 		half := benchkit.After(tail, memWarm+(pubDur-memWarm)/2)
 		for _, m := range []struct {
@@ -249,6 +256,11 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 			}
 			b.rep.Add(sc, m.what+" slope "+name, slope, "MiB/min")
 			b.rep.Add(sc, m.what+" slope error "+name, slopeErr, "MiB/min")
+			if m.what == "rss" {
+				v := benchkit.Judge(slope, slopeErr)
+				b.rep.Add(sc, "rss verdict "+name, float64(v), "1=flat 0=cannot tell -1=grows")
+				verdicts = append(verdicts, fmt.Sprintf("%s %s (%+.2f ± %.2f MiB/min)", name, v, slope, slopeErr))
+			}
 			slope, slopeErr = m.slope(half)
 			b.rep.Add(sc, m.what+" slope "+name+" (second half)", slope, "MiB/min")
 			b.rep.Add(sc, m.what+" slope error "+name+" (second half)", slopeErr, "MiB/min")
@@ -273,42 +285,6 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	}
 	b.rep.Add(sc, "dup window ids max (estimate)", idsMax, "ids")
 	b.rep.Add(sc, "dup window memory max (estimate)", dupMax, "MiB")
-
-	// The trend of the router's RSS (this process's with the router here).
-	who := nameRouter
-	if _, ok := ss.procs[nameRouter]; !ok {
-		who = nameServer
-		if b.natsProc != nil {
-			who = nameBench
-		}
-		b.setting("soak.rss_of", "bench process (router in process)")
-	} else {
-		b.setting("soak.rss_of", "router")
-	}
-	var samples []benchkit.Sample
-	for _, p := range ss.procs[who] {
-		samples = append(samples, benchkit.Sample{At: p.At, Value: mib(p.RSS)})
-	}
-	if len(samples) < 3 {
-		return fmt.Errorf("%d memory samples; make -soak at least twice -sample", len(samples))
-	}
-	samples = samples[1:] // the reading at the start, before any load
-	b.setting("soak.flat_when", fmt.Sprintf("max/min <= %.2f and fitted growth <= %.0f%% over the last %.0f%% of samples",
-		benchkit.MaxRatio, benchkit.MaxGrowth*100, benchkit.TailFraction*100))
-	t := benchkit.Analyse(samples)
-	b.rep.Add(sc, "rss samples (tail)", float64(t.Samples), "samples")
-	b.rep.Add(sc, "rss first (tail)", t.First, "MiB")
-	b.rep.Add(sc, "rss last", t.Last, "MiB")
-	b.rep.Add(sc, "rss min (tail)", t.Min, "MiB")
-	b.rep.Add(sc, "rss max (tail)", t.Max, "MiB")
-	b.rep.Add(sc, "rss max/min (tail)", t.Ratio, "ratio")
-	b.rep.Add(sc, "rss slope (tail)", t.SlopePerMinute, "MiB/min")
-	b.rep.Add(sc, "rss growth (tail)", t.Growth*100, "%")
-	flat := 0.0
-	if t.Flat {
-		flat = 1
-	}
-	b.rep.Add(sc, "rss flat", flat, "1=yes")
 
 	// Series: every reading, and the rows per interval (at their end).
 	if b.rep.Series == nil {
@@ -340,11 +316,13 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	if len(ss.profiles) > 0 {
 		b.setting(sc+".heap_profiles", strings.Join(ss.profiles, " "))
 	}
-	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup, profiles: ss.profiles})
+	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup, profiles: ss.profiles,
+		verdict: fmt.Sprintf("RSS after the memory warm-up (%s of %s): %s", (pubDur - memWarm).Round(time.Second), pubDur.Round(time.Second), strings.Join(verdicts, ", "))})
 	return nil
 }
 
-// printSoaks writes a table per soak, one line per interval.
+// printSoaks writes a table per soak, one line per interval, and the RSS
+// verdict of every process under it.
 func (b *bench) printSoaks(w io.Writer) {
 	for _, r := range b.soaks {
 		names := slices.Sorted(mapKeys(r.procs))
@@ -378,6 +356,7 @@ func (b *bench) printSoaks(w io.Writer) {
 			}
 			fmt.Fprintln(w, strings.TrimRight(line.String(), " "))
 		}
+		fmt.Fprintf(w, "%s: %s\n", r.sc, r.verdict)
 	}
 }
 

@@ -53,38 +53,27 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-func TestAnalyse(t *testing.T) {
-	series := func(f func(i int) float64) []Sample {
-		var out []Sample
-		for i := 0; i < 30; i++ { // 5 minutes every 10 s
-			out = append(out, Sample{At: time.Duration(i+1) * 10 * time.Second, Value: f(i)})
-		}
-		return out
-	}
+func TestJudge(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		in    []Sample
-		flat  bool
-		slope float64 // per minute, approximately
+		slope, stderr float64
+		want          Verdict
 	}{
-		{"constant", series(func(int) float64 { return 40 }), true, 0},
-		{"warm-up then flat", series(func(i int) float64 { return map[bool]float64{true: 10, false: 40}[i < 6] }), true, 0},
-		{"jitter", series(func(i int) float64 { return 40 + float64(i%3) }), true, 0},
-		{"leak", series(func(i int) float64 { return 40 + 2*float64(i) }), false, 12},
-		{"sawtooth too wide", series(func(i int) float64 { return 40 + 20*float64(i%2) }), false, 0},
+		{0.1, 0.01, Flat},
+		{-0.3, 0.4, Flat},
+		{0.99, 0.99, Flat},
+		{1, 0.5, Grows},
+		{8, 0.9, Grows},
+		{0.1, 1, CannotTell}, // an error as large as the bar
+		{-5, 9, CannotTell},  // a 10-minute soak of the NATS server
+		{3, math.NaN(), CannotTell},
+		{math.NaN(), 0.1, CannotTell},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tr := Analyse(tc.in)
-			if tr.Samples != 24 {
-				t.Errorf("%d samples in the tail, want 24 (80%% of 30)", tr.Samples)
-			}
-			if tr.Flat != tc.flat {
-				t.Errorf("flat = %v, want %v (%+v)", tr.Flat, tc.flat, tr)
-			}
-			if math.Abs(tr.SlopePerMinute-tc.slope) > 1 {
-				t.Errorf("slope %.2f/min, want about %.2f", tr.SlopePerMinute, tc.slope)
-			}
-		})
+		if got := Judge(tc.slope, tc.stderr); got != tc.want {
+			t.Errorf("Judge(%v, %v) = %v, want %v", tc.slope, tc.stderr, got, tc.want)
+		}
+	}
+	if Flat.String() != "flat" || Grows.String() != "grows" || CannotTell.String() != "cannot tell" {
+		t.Errorf("verdicts read %q, %q, %q", Flat, Grows, CannotTell)
 	}
 }
 

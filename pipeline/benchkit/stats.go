@@ -52,68 +52,49 @@ type Sample struct {
 	Value float64
 }
 
-// Trend describes the tail of a series of samples, such as the resident
-// memory of a process during a soak.
-type Trend struct {
-	// Samples is how many samples the tail holds (the last TailFraction of
-	// the series; the first ones are warm-up).
-	Samples int
-	First   float64 // first value of the tail
-	Last    float64
-	Min     float64
-	Max     float64
-	Mean    float64
-	// Ratio is Max/Min over the tail.
-	Ratio float64
-	// SlopePerMinute is the least-squares slope over the tail, in value
-	// units per minute.
-	SlopePerMinute float64
-	// Growth is the slope times the span of the tail, relative to Mean:
-	// 0.05 means the fitted line rose by 5% of the mean across the tail.
-	Growth float64
-	// Flat is Ratio <= MaxRatio and Growth <= MaxGrowth.
-	Flat bool
-}
+// MaxSlope is the memory slope, in MiB per minute, under which a soak
+// calls a process's memory flat after its warm-up.
+const MaxSlope = 1.0
 
-// Thresholds of Trend.Flat and the share of a series Analyse looks at.
+// Verdict is what a fitted memory slope says of a process.
+type Verdict int
+
+// The verdicts of Judge. Their numbers are the values of a soak's
+// `rss verdict <process>` rows.
 const (
-	TailFraction = 0.8
-	MaxRatio     = 1.15
-	MaxGrowth    = 0.10
+	// CannotTell: the slope's standard error is MaxSlope or more, so the
+	// run cannot tell memory under the bar from memory over it. A longer
+	// soak narrows the error: for a steady sawtooth, by its length to the
+	// power 1.5 (twice as long, 2.8 times as narrow).
+	CannotTell Verdict = 0
+	Flat       Verdict = 1  // slope under MaxSlope, error under MaxSlope
+	Grows      Verdict = -1 // slope MaxSlope or more, error under MaxSlope
 )
 
-// Analyse returns the Trend of the last TailFraction of samples (at least
-// two samples when the series has two). It needs samples in time order.
-func Analyse(samples []Sample) Trend {
-	k := int(math.Ceil(TailFraction * float64(len(samples))))
-	k = min(max(k, 2), len(samples))
-	tail := samples[len(samples)-k:]
-	if len(tail) == 0 {
-		return Trend{}
+func (v Verdict) String() string {
+	switch v {
+	case Flat:
+		return "flat"
+	case Grows:
+		return "grows"
 	}
-	t := Trend{Samples: len(tail), First: tail[0].Value, Last: tail[len(tail)-1].Value,
-		Min: math.Inf(1), Max: math.Inf(-1)}
-	var sx, sy float64
-	for _, s := range tail {
-		t.Min = min(t.Min, s.Value)
-		t.Max = max(t.Max, s.Value)
-		sx += s.At.Minutes()
-		sy += s.Value
+	return "cannot tell"
+}
+
+// Judge returns the verdict on a memory slope and its standard error
+// (RSSSlope, HeapSlope), in MiB per minute: the slope against MaxSlope,
+// when the error is small enough for the comparison to mean something.
+// The error takes the samples as independent (see SlopeError) and so
+// understates how far off a slope may be: CannotTell is certain, Flat and
+// Grows are the run's best reading.
+func Judge(slope, stderr float64) Verdict {
+	switch {
+	case math.IsNaN(slope) || math.IsNaN(stderr) || stderr >= MaxSlope:
+		return CannotTell
+	case slope < MaxSlope:
+		return Flat
 	}
-	n := float64(len(tail))
-	t.Mean = sy / n
-	if t.Min > 0 {
-		t.Ratio = t.Max / t.Min
-	}
-	if s := Slope(tail); !math.IsNaN(s) {
-		t.SlopePerMinute = s
-	}
-	span := (tail[len(tail)-1].At - tail[0].At).Minutes()
-	if t.Mean != 0 {
-		t.Growth = t.SlopePerMinute * span / t.Mean
-	}
-	t.Flat = t.Ratio <= MaxRatio && t.Growth <= MaxGrowth
-	return t
+	return Grows
 }
 
 // Slope returns the least-squares slope of samples in value units per
