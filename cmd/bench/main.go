@@ -153,9 +153,9 @@ and the sinks) and the server's duplicate-window memory (estimated). It
 reports latency and memory per -interval, latency percentiles after
 -warmup, RSS and heap slopes after -warmup plus the longest duplicate window
 (while the windows fill, the server's memory grows by design) and over the
-second half of that span, and each process's RSS verdict: flat (a slope
-under 1 MiB/min), grows, or cannot tell (an error of 1 MiB/min or more: run
-longer); it draws soak.png beside -out. Beside it too go
+second half of that span, and each process's RSS verdict: flat (the slope
+under 1 MiB/min by two standard errors), grows (1 or more by two), or
+cannot tell (in between: run longer); it draws soak.png beside -out. Beside it too go
 two heap profiles of the NATS server, one when the memory warm-up has
 passed and one at the end, for go tool pprof -base; the server process
 also serves its monitoring (/jsz) and pprof on ports the run prints. With -rate the soak runs at that rate and skips the rest.`

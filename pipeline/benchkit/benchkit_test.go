@@ -59,12 +59,13 @@ func TestJudge(t *testing.T) {
 		want          Verdict
 	}{
 		{0.1, 0.01, Flat},
-		{-0.3, 0.4, Flat},
-		{0.99, 0.99, Flat},
-		{1, 0.5, Grows},
-		{8, 0.9, Grows},
-		{0.1, 1, CannotTell}, // an error as large as the bar
-		{-5, 9, CannotTell},  // a 10-minute soak of the NATS server
+		{-0.29, 0.37, Flat}, // the NATS server over an hour with server fan-out
+		{0.94, 0.01, Flat},
+		{0.2, 0.4, CannotTell}, // two errors reach the bar
+		{1.69, 0.41, CannotTell},
+		{-5.5, 9.1, CannotTell}, // a 10-minute soak of the NATS server
+		{3, 1, Grows},           // two errors above the bar
+		{40.5, 6.7, Grows},
 		{3, math.NaN(), CannotTell},
 		{math.NaN(), 0.1, CannotTell},
 	} {

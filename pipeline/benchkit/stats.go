@@ -62,13 +62,13 @@ type Verdict int
 // The verdicts of Judge. Their numbers are the values of a soak's
 // `rss verdict <process>` rows.
 const (
-	// CannotTell: the slope's standard error is MaxSlope or more, so the
-	// run cannot tell memory under the bar from memory over it. A longer
-	// soak narrows the error: for a steady sawtooth, by its length to the
-	// power 1.5 (twice as long, 2.8 times as narrow).
+	// CannotTell: the slope is within two standard errors of MaxSlope, so
+	// the run cannot tell memory under the bar from memory over it. A
+	// longer soak narrows the error: for noise like a steady sawtooth's,
+	// by its length to the power 1.5 (twice as long, 2.8 times as narrow).
 	CannotTell Verdict = 0
-	Flat       Verdict = 1  // slope under MaxSlope, error under MaxSlope
-	Grows      Verdict = -1 // slope MaxSlope or more, error under MaxSlope
+	Flat       Verdict = 1  // the slope is under MaxSlope by two errors or more
+	Grows      Verdict = -1 // the slope is MaxSlope or more by two errors or more
 )
 
 func (v Verdict) String() string {
@@ -82,19 +82,20 @@ func (v Verdict) String() string {
 }
 
 // Judge returns the verdict on a memory slope and its standard error
-// (RSSSlope, HeapSlope), in MiB per minute: the slope against MaxSlope,
-// when the error is small enough for the comparison to mean something.
-// The error takes the samples as independent (see SlopeError) and so
-// understates how far off a slope may be: CannotTell is certain, Flat and
-// Grows are the run's best reading.
+// (RSSSlope, HeapSlope), in MiB per minute: where the slope give or take
+// two errors lies against MaxSlope. The error takes the samples as
+// independent (see SlopeError) and so understates how far off a slope may
+// be: a verdict is the run's best reading, and CannotTell is certain.
 func Judge(slope, stderr float64) Verdict {
 	switch {
-	case math.IsNaN(slope) || math.IsNaN(stderr) || stderr >= MaxSlope:
+	case math.IsNaN(slope) || math.IsNaN(stderr):
 		return CannotTell
-	case slope < MaxSlope:
+	case slope+2*stderr < MaxSlope:
 		return Flat
+	case slope-2*stderr >= MaxSlope:
+		return Grows
 	}
-	return Grows
+	return CannotTell
 }
 
 // Slope returns the least-squares slope of samples in value units per
