@@ -67,7 +67,7 @@ const (
 	// longer soak narrows the error: for noise like a steady sawtooth's,
 	// by its length to the power 1.5 (twice as long, 2.8 times as narrow).
 	CannotTell Verdict = 0
-	Flat       Verdict = 1  // the slope is under MaxSlope by two errors or more
+	Flat       Verdict = 1  // the slope is under MaxSlope by more than two errors
 	Grows      Verdict = -1 // the slope is MaxSlope or more by two errors or more
 )
 
