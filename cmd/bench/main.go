@@ -154,7 +154,8 @@ reports latency and memory per -interval, latency percentiles after
 -warmup, RSS and heap slopes after -warmup plus the longest duplicate window
 (while the windows fill, the server's memory grows by design) and over the
 second half of that span, and each process's RSS verdict: flat (the slope
-under 1 MiB/min by two standard errors), grows (1 or more by two), or
+under 1 MiB/min by two standard errors, corrected for the samples'
+correlation), grows (1 or more by two), or
 cannot tell (in between: run longer); it draws soak.png beside -out. Beside it too go
 two heap profiles of the NATS server, one when the memory warm-up has
 passed and one at the end, for go tool pprof -base; the server process

@@ -236,7 +236,7 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	if span := pubDur - warm; span > 0 {
 		b.rep.Add(sc, "written rate after warm-up", float64(after.N())/span.Seconds(), "events/s")
 	}
-	b.setting("soak.rss_verdict", fmt.Sprintf("1 flat: the rss slope plus two errors is under %g MiB/min; -1 grows: the slope less two errors is %g or more; 0 cannot tell: in between, and a longer -soak narrows the error",
+	b.setting("soak.rss_verdict", fmt.Sprintf("1 flat: the rss slope plus two errors is under %g MiB/min; -1 grows: the slope less two errors is %g or more; 0 cannot tell: in between, and a longer -soak narrows the error; the error is the least-squares one times sqrt((1+r)/(1-r)), r the residuals' lag-1 autocorrelation",
 		benchkit.MaxSlope, benchkit.MaxSlope))
 	var verdicts []string
 	for _, name := range slices.Sorted(mapKeys(ss.procs)) {

@@ -70,6 +70,39 @@ func TestSlope(t *testing.T) {
 	if got, se := Slope(saw), SlopeError(saw); math.Abs(got+0.4) > 1e-9 || math.Abs(se-wantSE) > 1e-9 {
 		t.Errorf("sawtooth: slope %v error %v, want -0.4 and %v", got, se, wantSE)
 	}
+	// A wave slower than the samples, as a heap's compaction cycle is:
+	// no growth, but each residual is much like the one before. Its error
+	// is the independent one times sqrt((1+r)/(1-r)), r the residuals'
+	// lag-1 autocorrelation. Taken as independent, the error would call
+	// the part of a cycle the run ends in (-4.7 MiB/min) "flat".
+	wave := line(163, 10*time.Second, func(m float64) float64 { return 2600 + 300*math.Sin(2*math.Pi*m/7) })
+	slope, se := Slope(wave), SlopeError(wave)
+	var mx, my float64
+	for _, s := range wave {
+		mx += s.At.Minutes() / float64(len(wave))
+		my += s.Value / float64(len(wave))
+	}
+	var sxx, ssr, lag, prev float64
+	for i, s := range wave {
+		dx := s.At.Minutes() - mx
+		r := s.Value - my - slope*dx
+		sxx += dx * dx
+		ssr += r * r
+		if i > 0 {
+			lag += r * prev
+		}
+		prev = r
+	}
+	r := lag / ssr
+	indep := math.Sqrt(ssr / float64(len(wave)-2) / sxx)
+	if want := indep * math.Sqrt((1+r)/(1-r)); r < 0.9 || math.Abs(se-want) > 1e-6*want {
+		t.Errorf("wave: error %v, want %v (independent %v, autocorrelation %v)", se, want, indep, r)
+	}
+	t.Logf("wave: slope %+.2f, error %.2f (independent %.2f, r %.3f)", slope, se, indep, r)
+	if Judge(slope, indep) != Flat || Judge(slope, se) != CannotTell {
+		t.Errorf("wave: slope %+.2f reads %v with the independent error %.2f and %v with %.2f; want flat, then cannot tell",
+			slope, Judge(slope, indep), indep, Judge(slope, se), se)
+	}
 }
 
 func TestHistogram(t *testing.T) {
