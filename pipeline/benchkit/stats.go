@@ -145,18 +145,19 @@ func fitLine(samples []Sample) (slope, stderr float64) {
 	if len(samples) < 3 {
 		return slope, math.NaN()
 	}
-	var rss, lag, prev float64
+	// The residuals' sum of squares, and of products with the one before.
+	var sq, lag, prev float64
 	for i, s := range samples {
 		r := s.Value - my - slope*(s.At.Minutes()-mx)
-		rss += r * r
+		sq += r * r
 		if i > 0 {
 			lag += r * prev
 		}
 		prev = r
 	}
-	stderr = math.Sqrt(rss / (n - 2) / sxx)
-	if rss > 0 {
-		if r := min(lag/rss, maxAutocorr); r > 0 {
+	stderr = math.Sqrt(sq / (n - 2) / sxx)
+	if sq > 0 {
+		if r := min(lag/sq, maxAutocorr); r > 0 {
 			stderr *= math.Sqrt((1 + r) / (1 - r))
 		}
 	}
