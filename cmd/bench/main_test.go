@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -111,6 +112,10 @@ type result struct {
 	Rows []struct {
 		Scenario, Metric, Unit string
 		Value                  *float64
+	}
+	Series map[string][]struct {
+		At    float64 `json:"at_seconds"`
+		Value float64
 	}
 }
 
@@ -250,6 +255,24 @@ func TestSoak(t *testing.T) {
 		if v := r.get(t, sc, "dup window ids max (estimate)"); v <= 0 {
 			t.Errorf("%s: %v ids in the duplicate windows", sc, v)
 		}
+		// Per interval, every process's CPU in cores and the machine's
+		// shares, in percent.
+		for name, ok := range map[string]func(float64) bool{
+			"cpu cores nats-server": func(v float64) bool { return v > 0 && v <= float64(runtime.NumCPU()) },
+			"cpu cores bench":       func(v float64) bool { return v > 0 && v <= float64(runtime.NumCPU()) },
+			"host cpu steal %":      func(v float64) bool { return v >= 0 && v <= 100 },
+			"host cpu iowait %":     func(v float64) bool { return v >= 0 && v <= 100 },
+		} {
+			got := r.Series[sc+" per interval: "+name]
+			if len(got) == 0 {
+				t.Errorf("%s: no series %q", sc, name)
+			}
+			for _, v := range got {
+				if !ok(v.Value) {
+					t.Errorf("%s: %s %v at %v", sc, name, v.Value, v.At)
+				}
+			}
+		}
 		// The server's heap: its slope from the live heap of its gctrace
 		// lines, and a profile after the memory warm-up and at the end.
 		r.get(t, sc, "heap slope nats-server")
@@ -267,7 +290,7 @@ func TestSoak(t *testing.T) {
 	if !strings.Contains(table, "go tool pprof -top -base") {
 		t.Errorf("no command to compare the heap profiles:\n%s", table)
 	}
-	if !strings.Contains(table, "soak-server per 1s") || !strings.Contains(table, "nats-server rss") {
+	if !strings.Contains(table, "soak-server per 1s") || !strings.Contains(table, "nats-server rss") || !strings.Contains(table, "io wait%") {
 		t.Errorf("table:\n%s", table)
 	}
 	if !strings.Contains(table, "soak.png") {

@@ -27,9 +27,10 @@ const (
 	nameBench  = "bench"
 )
 
-// soakSampler reads, at each sample, the RSS, Go heap and GC CPU time of
-// the router process and of this process, and the server's duplicate
-// windows. Its methods are called by one goroutine at a time.
+// soakSampler reads, at each sample, the RSS, Go heap and CPU and GC CPU
+// time of the router process, of the NATS server and of this process, the
+// machine's CPU and pressure counters, and the server's duplicate windows.
+// Its methods are called by one goroutine at a time.
 type soakSampler struct {
 	b        *bench
 	s        *stage
@@ -38,6 +39,7 @@ type soakSampler struct {
 	memWarm  time.Duration // when it takes the server's first heap profile
 	profiles []string      // the server's heap profiles it wrote
 	procs    map[string][]benchkit.ProcSample
+	host     []benchkit.HostSample
 	dup      []benchkit.Sample // MiB
 	dupIDs   []benchkit.Sample // message ids
 	gatherer *status.Gatherer
@@ -48,13 +50,19 @@ func newSoakSampler(b *bench, s *stage, sc string, start time.Time, d time.Durat
 		gatherer: status.NewGatherer(b.js, status.Options{Streams: s.cfg.Streams, RouterConsumer: s.cfg.Router.Consumer})}
 }
 
-// sample takes one reading of every process and of the duplicate windows.
+// sample takes one reading of every process, of the machine and of the
+// duplicate windows.
 func (ss *soakSampler) sample(ctx context.Context) error {
 	at := time.Since(ss.start)
 	self, err := benchkit.SelfSample(at)
 	if err != nil {
 		return err
 	}
+	host, err := benchkit.ReadHost(at)
+	if err != nil {
+		return err
+	}
+	ss.host = append(ss.host, host)
 	if p := ss.b.natsProc; p != nil {
 		srv, err := p.sample(at)
 		if err != nil {
@@ -226,7 +234,9 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	b.setting("soak.heap_slope", "the same of the heap readings: a leak shows in the live heap; RSS also follows the collector's heap goal, live x (1+GOGC/100) up to GOMEMLIMIT")
 	b.setting("soak.dup_window", fmt.Sprintf("estimate: message ids stored within each stream's duplicate window x %d bytes (the server reports no dedupe map size)", status.BytesPerID))
 
+	b.setting("soak.host", "the machine per interval: steal and iowait shares of all CPU time (/proc/stat), and the shares of wall time in which some task waited for a CPU, for I/O or for memory, and every non-idle task for I/O (/proc/pressure totals); a stall they do not show is a process's own")
 	ivs := benchkit.Intervals(b.o.interval, pubDur, hists, ss.procs, ss.dup)
+	benchkit.AddHost(ivs, ss.host)
 	var after benchkit.Histogram
 	for i, h := range hists {
 		if i >= b.warmIndex() {
@@ -311,7 +321,14 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 		add("publish->write max ms", ms(iv.Latency.Max))
 		for name, p := range iv.Procs {
 			add("gc cpu share % "+name, 100*p.GCShare)
+			add("cpu cores "+name, p.CPU)
 		}
+		add("host cpu steal %", 100*iv.Host.Steal)
+		add("host cpu iowait %", 100*iv.Host.IOWait)
+		add("host cpu pressure %", 100*iv.Host.CPUPressure)
+		add("host io pressure %", 100*iv.Host.IOPressure)
+		add("host io pressure full %", 100*iv.Host.IOFull)
+		add("host memory pressure %", 100*iv.Host.MemoryPressure)
 	}
 	if len(ss.profiles) > 0 {
 		b.setting(sc+".heap_profiles", strings.Join(ss.profiles, " "))
@@ -326,22 +343,24 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 func (b *bench) printSoaks(w io.Writer) {
 	for _, r := range b.soaks {
 		names := slices.Sorted(mapKeys(r.procs))
-		fmt.Fprintf(w, "\n%s per %s (warm-up %s; latency of the events written in the interval; memory at its last sample):\n",
+		fmt.Fprintf(w, "\n%s per %s (warm-up %s; latency of the events written in the interval; memory at its last sample; cpu in cores;"+
+			" the machine: steal%% of its CPU time, %% of the time some task waited for a CPU (cpu wait%%) or for I/O (io wait%%)):\n",
 			r.sc, b.o.interval, time.Duration(b.warmIndex())*b.o.interval)
 		head := []string{"until", "events/s", "p50 ms", "p99 ms", "max ms"}
 		for _, n := range names {
-			head = append(head, n+" rss", n+" heap", n+" gc%")
+			head = append(head, n+" rss", n+" heap", n+" cpu", n+" gc%")
 		}
-		head = append(head, "dup MiB~")
+		head = append(head, "dup MiB~", "steal%", "cpu wait%", "io wait%")
 		rows := [][]string{head}
 		for _, iv := range r.intervals {
 			row := []string{iv.End.Round(b.o.interval / 10).String(), benchkit.FormatValue(iv.Throughput),
 				benchkit.FormatValue(ms(iv.Latency.P50)), benchkit.FormatValue(ms(iv.Latency.P99)), benchkit.FormatValue(ms(iv.Latency.Max))}
 			for _, n := range names {
 				p := iv.Procs[n]
-				row = append(row, benchkit.FormatValue(p.RSS), benchkit.FormatValue(p.Heap), benchkit.FormatValue(100*p.GCShare))
+				row = append(row, benchkit.FormatValue(p.RSS), benchkit.FormatValue(p.Heap), benchkit.FormatValue(p.CPU), benchkit.FormatValue(100*p.GCShare))
 			}
-			rows = append(rows, append(row, benchkit.FormatValue(iv.DupWindow)))
+			rows = append(rows, append(row, benchkit.FormatValue(iv.DupWindow),
+				benchkit.FormatValue(100*iv.Host.Steal), benchkit.FormatValue(100*iv.Host.CPUPressure), benchkit.FormatValue(100*iv.Host.IOPressure)))
 		}
 		widths := make([]int, len(head))
 		for _, row := range rows {

@@ -35,6 +35,9 @@ type ProcInterval struct {
 	// GCShare is the garbage collector's share of the process's CPU time
 	// over the interval, 0..1; NaN when unknown.
 	GCShare float64
+	// CPU is the CPU time the process used over the interval per second
+	// of it: cores in use; NaN when unknown.
+	CPU float64
 }
 
 // Interval is one interval (a minute) of a soak.
@@ -48,6 +51,9 @@ type Interval struct {
 	// DupWindow is the last reading in the interval of the memory the
 	// server holds for the duplicate windows, MiB; NaN without one.
 	DupWindow float64
+	// Host is the machine over the interval (see AddHost); its fields are
+	// NaN without readings of it.
+	Host HostInterval
 }
 
 // Intervals aggregates a soak of length total into intervals of width;
@@ -91,6 +97,7 @@ func Intervals(width, total time.Duration, hists []*Histogram, procs map[string]
 			iv.Procs[name] = procInterval(ss, iv.Start, iv.End, i == n-1)
 		}
 		iv.DupWindow = math.NaN()
+		iv.Host = HostOver(nil, iv.Start, iv.End, false) // unknown until AddHost
 		for _, s := range dup {
 			if s.At >= iv.Start && (s.At < iv.End || (i == n-1 && s.At >= iv.End)) {
 				iv.DupWindow = s.Value
@@ -104,20 +111,8 @@ func Intervals(width, total time.Duration, hists []*Histogram, procs map[string]
 // for the last interval). The GC share is over the CPU time since the last
 // reading before start, or the first one in the interval.
 func procInterval(ss []ProcSample, start, end time.Duration, last bool) ProcInterval {
-	pi := ProcInterval{RSS: math.NaN(), Heap: math.NaN(), GCShare: math.NaN()}
-	var from, to *ProcSample
-	for i := range ss {
-		s := &ss[i]
-		switch {
-		case s.At < start:
-			from = s
-		case s.At < end || last:
-			if from == nil {
-				from = s
-			}
-			to = s
-		}
-	}
+	pi := ProcInterval{RSS: math.NaN(), Heap: math.NaN(), GCShare: math.NaN(), CPU: math.NaN()}
+	from, to := span(ss, func(s ProcSample) time.Duration { return s.At }, start, end, last)
 	if to == nil {
 		return pi
 	}
@@ -128,7 +123,30 @@ func procInterval(ss []ProcSample, start, end time.Duration, last bool) ProcInte
 	if from != to && from.GCCPU >= 0 && to.GCCPU >= 0 && to.CPU > from.CPU {
 		pi.GCShare = float64(to.GCCPU-from.GCCPU) / float64(to.CPU-from.CPU)
 	}
+	if from != to && from.CPU >= 0 && to.CPU >= from.CPU && to.At > from.At {
+		pi.CPU = float64(to.CPU-from.CPU) / float64(to.At-from.At)
+	}
 	return pi
+}
+
+// span returns the readings an interval [start, end) is measured between:
+// the last one before start, or else the first one in the interval, and
+// the last one in it (or after end, when last). to is nil when no reading
+// falls in the interval. xs are in time order; at is a reading's time.
+func span[T any](xs []T, at func(T) time.Duration, start, end time.Duration, last bool) (from, to *T) {
+	for i := range xs {
+		x := &xs[i]
+		switch t := at(*x); {
+		case t < start:
+			from = x
+		case t < end || last:
+			if from == nil {
+				from = x
+			}
+			to = x
+		}
+	}
+	return from, to
 }
 
 // After returns the samples taken at or after from.

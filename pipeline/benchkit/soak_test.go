@@ -141,8 +141,8 @@ func TestHistogram(t *testing.T) {
 
 // TestIntervals aggregates a soak of 2.5 minutes into minutes: the
 // throughput and latency of the events written in each minute, the last
-// reading of memory in it, and the GC's share of the CPU since the
-// reading before it.
+// reading of memory in it, and the CPU (cores) and the GC's share of it
+// since the reading before it.
 func TestIntervals(t *testing.T) {
 	hist := func(n int, d time.Duration) *Histogram {
 		h := &Histogram{}
@@ -172,14 +172,17 @@ func TestIntervals(t *testing.T) {
 		p50, max   time.Duration
 		rss, heap  float64
 		gcShare    float64
+		cpu        float64
 		dup        float64
 	}{
-		{time.Minute, 10, time.Millisecond, time.Millisecond, 32, 16, 0.1, 1},
-		// The reading at exactly 1m opens the second minute; the GC share is
-		// since the last reading of the first (30s: 1s of 10s).
-		{2 * time.Minute, 20, 2 * time.Millisecond, 2 * time.Millisecond, 35, 17.5, 0.25, 3},
+		// No reading before it: from the first in it (0s) to the last (30s).
+		{time.Minute, 10, time.Millisecond, time.Millisecond, 32, 16, 0.1, 10.0 / 30, 1},
+		// The reading at exactly 1m opens the second minute; the GC share and
+		// the CPU are since the last reading of the first (30s: 1s of 10s;
+		// 20s of CPU in the 60s to 90s).
+		{2 * time.Minute, 20, 2 * time.Millisecond, 2 * time.Millisecond, 35, 17.5, 0.25, 20.0 / 60, 3},
 		// Half a minute: 310 events in 30s, the drain's slow ones included.
-		{150 * time.Second, 310.0 / 30, 3 * time.Millisecond, time.Second, 36, 18, 0.5, math.NaN()},
+		{150 * time.Second, 310.0 / 30, 3 * time.Millisecond, time.Second, 36, 18, 0.5, 10.0 / 60, math.NaN()},
 	} {
 		iv := ivs[i]
 		r := iv.Procs["router"]
@@ -188,14 +191,17 @@ func TestIntervals(t *testing.T) {
 			t.Errorf("interval %d: end %v, %v events/s, %+v; want end %v, %v events/s, p50 %v, max %v",
 				i, iv.End, iv.Throughput, iv.Latency, want.end, want.throughput, want.p50, want.max)
 		}
-		if r.RSS != want.rss || r.Heap != want.heap || math.Abs(r.GCShare-want.gcShare) > 1e-9 {
-			t.Errorf("interval %d: router %+v, want rss %v heap %v gc share %v", i, r, want.rss, want.heap, want.gcShare)
+		if r.RSS != want.rss || r.Heap != want.heap || math.Abs(r.GCShare-want.gcShare) > 1e-9 || math.Abs(r.CPU-want.cpu) > 1e-9 {
+			t.Errorf("interval %d: router %+v, want rss %v heap %v gc share %v cpu %v", i, r, want.rss, want.heap, want.gcShare, want.cpu)
+		}
+		if !math.IsNaN(iv.Host.Steal) || !math.IsNaN(iv.Host.IOPressure) {
+			t.Errorf("interval %d: the machine %+v before AddHost, want unknown (NaN)", i, iv.Host)
 		}
 		if !(iv.DupWindow == want.dup || math.IsNaN(iv.DupWindow) && math.IsNaN(want.dup)) {
 			t.Errorf("interval %d: dup window %v, want %v", i, iv.DupWindow, want.dup)
 		}
 	}
-	if b := ivs[0].Procs["blind"]; b.RSS != 1 || !math.IsNaN(b.Heap) || !math.IsNaN(b.GCShare) {
+	if b := ivs[0].Procs["blind"]; b.RSS != 1 || !math.IsNaN(b.Heap) || !math.IsNaN(b.GCShare) || !math.IsNaN(b.CPU) {
 		t.Errorf("a process without heap or GC figures: %+v", b)
 	}
 	if b := ivs[1].Procs["blind"]; !math.IsNaN(b.RSS) {
