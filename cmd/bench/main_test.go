@@ -224,6 +224,10 @@ func TestSoak(t *testing.T) {
 	if r.Meta.Mode != "soak" || r.Meta.Settings["nats_server"] != serverProcess {
 		t.Errorf("mode %q, nats server %q", r.Meta.Mode, r.Meta.Settings["nats_server"])
 	}
+	// 3.5 s is shorter than the warm-up plus a duplicate window: the verdicts say so.
+	if n := strings.Count(table, "the soak ended before the duplicate windows were full"); n != 2 {
+		t.Errorf("%d verdict lines say the soak was too short for a steady state, want 2 (one per variant):\n%s", n, table)
+	}
 	for _, sc := range []string{scSoak, scSoakServer} {
 		for _, p := range []string{"nats-server", "bench"} {
 			slope, slopeErr, v := r.get(t, sc, "rss slope "+p), r.get(t, sc, "rss slope error "+p), r.get(t, sc, "rss verdict "+p)
