@@ -294,11 +294,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 				o.soaks = append(o.soaks, sc)
 			}
 		}
-		if o.warmup < 0 || o.warmup >= o.soak {
-			return nil, fmt.Errorf("-warmup %s: want at least 0 and less than -soak %s", o.warmup, o.soak)
-		}
 		if o.interval <= 0 {
 			return nil, fmt.Errorf("-interval %s: want a positive duration", o.interval)
+		}
+		// The warm-up is left out in whole intervals (warmIndex).
+		if whole := (o.warmup + o.interval - 1) / o.interval * o.interval; o.warmup < 0 || whole >= o.soak {
+			return nil, fmt.Errorf("-warmup %s (%s in whole -interval %s): want at least 0 and less than -soak %s", o.warmup, whole, o.interval, o.soak)
 		}
 		// The soak needs the single-sink rates unless told the rate; the
 		// hop runs before it, as in a full run.

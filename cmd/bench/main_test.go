@@ -48,6 +48,8 @@ func TestParseFlags(t *testing.T) {
 		}},
 		{"soak at a given rate", []string{"-soak", "2m", "-rate", "100"}, "", func(o *options) bool { return len(o.only) == 0 }},
 		{"soak shorter than its warm-up", []string{"-soak", "1m"}, "-warmup 1m0s", nil},
+		{"soak shorter than its warm-up in whole intervals", []string{"-soak", "40s", "-warmup", "10s"}, "-warmup 10s (1m0s in whole -interval 1m0s)", nil},
+		{"warm-up of whole intervals", []string{"-soak", "90s", "-warmup", "30s", "-interval", "30s"}, "", func(o *options) bool { return o.warmup == 30*time.Second }},
 		{"unknown soak variant", []string{"-soak", "2m", "-soak-variants", "router,kafka"}, `unknown variant "kafka"`, nil},
 		{"negative n", []string{"-n", "-1"}, "-n -1", nil},
 		{"three rounds by default", nil, "", func(o *options) bool { return o.rounds == 3 }},

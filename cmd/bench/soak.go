@@ -196,13 +196,6 @@ func (b *bench) memWarmup(s *stage, d time.Duration) time.Duration {
 	return warm
 }
 
-// shortSoakCaution says why the verdicts of a soak that ended before its
-// duplicate windows were full (full: -warmup plus the longest window) do not
-// speak for a steady state.
-func shortSoakCaution(full time.Duration) string {
-	return fmt.Sprintf("the soak ended before the duplicate windows were full (%s), so these slopes include the NATS server's message ids filling them by design: judge memory from a soak of 10 minutes or more", full.Round(time.Second))
-}
-
 // soakLatency merges the histograms of the intervals after the warm-up.
 func (b *bench) soakLatency(sc string, hists []*benchkit.Histogram) benchkit.Latency {
 	var h, warm benchkit.Histogram
@@ -342,8 +335,9 @@ func (b *bench) soakRows(sc string, ss *soakSampler, hists []*benchkit.Histogram
 	}
 	verdict := fmt.Sprintf("RSS after the memory warm-up (%s of %s): %s", (pubDur - memWarm).Round(time.Second), pubDur.Round(time.Second), strings.Join(verdicts, ", "))
 	if full := warm + ss.s.longestWindow(); memWarm < full {
-		// A reader of "grows" must not take the windows filling for a leak.
-		verdict += fmt.Sprintf("; %s", shortSoakCaution(full))
+		// memWarmup fell back to -warmup: a reader of "grows" must not take
+		// the windows filling for a leak.
+		verdict += fmt.Sprintf("; the soak ended before the duplicate windows were full (%s), so these slopes include the NATS server's message ids filling them by design: judge memory from a longer soak", full.Round(time.Second))
 	}
 	b.soaks = append(b.soaks, soakResult{sc: sc, intervals: ivs, procs: ss.procs, dup: ss.dup, profiles: ss.profiles, verdict: verdict})
 	return nil
